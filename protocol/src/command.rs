@@ -1,0 +1,284 @@
+//! The command table: the one place that says what each command is called, how many
+//! arguments it takes, what kind of command it is and where its keys are. Dispatch, routing
+//! across cores and the `COMMAND` family all read it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
+/// Command flags, named as `COMMAND INFO` names them.
+pub mod flags {
+    pub const WRITE: u32 = 1;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const NOSCRIPT: u32 = 1 << 4;
+    pub const LOADING: u32 = 1 << 5;
+    pub const STALE: u32 = 1 << 6;
+    pub const FAST: u32 = 1 << 7;
+    pub const NO_AUTH: u32 = 1 << 8;
+    pub const MOVABLEKEYS: u32 = 1 << 9;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (NOSCRIPT, "noscript"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+        (MOVABLEKEYS, "movablekeys"),
+    ];
+}
+
+/// What the table knows about one command.
+#[derive(Debug)]
+pub struct CommandSpec {
+    pub cmd: Cmd,
+    pub name: &'static str,
+    /// Redis arity: `n` means exactly `n` arguments including the name, `-n` at least `n`.
+    pub arity: i32,
+    pub flags: u32,
+    /// Position of the first key (0: no keys), of the last (-1: the last argument), and the step.
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+}
+
+impl CommandSpec {
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.has(flags::WRITE)
+    }
+
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i32;
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
+    }
+
+    /// Indexes of the key arguments of a request with `argc` arguments.
+    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let argc = argc as i32;
+        let (first, step) = (self.first_key, self.step.max(1));
+        let last = if self.last_key < 0 { argc + self.last_key } else { self.last_key.min(argc - 1) };
+        let range = if first > 0 && first < argc { first..=last } else { 1..=0 };
+        range.step_by(step as usize).map(|i| i as usize)
+    }
+
+    /// ACL categories, as `COMMAND INFO` reports them.
+    pub fn acl_categories(&self) -> Vec<String> {
+        let group = if self.group == "generic" { "keyspace" } else { self.group };
+        let mut cats = vec![format!("@{group}")];
+        if self.has(flags::WRITE) {
+            cats.push("@write".into());
+        }
+        if self.has(flags::READONLY) {
+            cats.push("@read".into());
+        }
+        if self.has(flags::ADMIN) {
+            cats.push("@admin".into());
+            cats.push("@dangerous".into());
+        }
+        cats.push(if self.has(flags::FAST) { "@fast" } else { "@slow" }.into());
+        cats
+    }
+}
+
+macro_rules! commands {
+    ($( $id:ident $name:literal $arity:literal [$($flag:ident)*] $first:literal $last:literal $step:literal $group:literal $since:literal $summary:literal; )*) => {
+        /// Every command Tessera knows.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Cmd { $($id),* }
+
+        /// The table itself, in `COMMAND` order.
+        pub static COMMANDS: &[CommandSpec] = &[
+            $(CommandSpec {
+                cmd: Cmd::$id,
+                name: $name,
+                arity: $arity,
+                flags: 0 $(| flags::$flag)*,
+                first_key: $first,
+                last_key: $last,
+                step: $step,
+                group: $group,
+                since: $since,
+                summary: $summary,
+            }),*
+        ];
+    };
+}
+
+commands! {
+    // Strings.
+    Get "get" 2 [READONLY FAST] 1 1 1 "string" "1.0.0" "Returns the string value of a key.";
+    Set "set" -3 [WRITE DENYOOM] 1 1 1 "string" "1.0.0" "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.";
+    SetNx "setnx" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "1.0.0" "Set the string value of a key only when the key doesn't exist.";
+    SetEx "setex" 4 [WRITE DENYOOM] 1 1 1 "string" "2.0.0" "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.";
+    PSetEx "psetex" 4 [WRITE DENYOOM] 1 1 1 "string" "2.6.0" "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.";
+    GetSet "getset" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "1.0.0" "Returns the previous string value of a key after setting it to a new value.";
+    GetDel "getdel" 2 [WRITE FAST] 1 1 1 "string" "6.2.0" "Returns the string value of a key after deleting the key.";
+    GetEx "getex" -2 [WRITE FAST] 1 1 1 "string" "6.2.0" "Returns the string value of a key after setting its expiration time.";
+    MGet "mget" -2 [READONLY FAST] 1 -1 1 "string" "1.0.0" "Atomically returns the string values of one or more keys.";
+    MSet "mset" -3 [WRITE DENYOOM] 1 -1 2 "string" "1.0.1" "Atomically creates or modifies the string values of one or more keys.";
+    MSetNx "msetnx" -3 [WRITE DENYOOM] 1 -1 2 "string" "1.0.1" "Atomically modifies the string values of one or more keys only when all keys don't exist.";
+    Append "append" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "2.0.0" "Appends a string to the value of a key. Creates the key if it doesn't exist.";
+    StrLen "strlen" 2 [READONLY FAST] 1 1 1 "string" "2.2.0" "Returns the length of a string value.";
+    GetRange "getrange" 4 [READONLY] 1 1 1 "string" "2.4.0" "Returns a substring of the string stored at a key.";
+    SubStr "substr" 4 [READONLY] 1 1 1 "string" "1.0.0" "Returns a substring from a string value.";
+    SetRange "setrange" 4 [WRITE DENYOOM] 1 1 1 "string" "2.2.0" "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.";
+    Incr "incr" 2 [WRITE DENYOOM FAST] 1 1 1 "string" "1.0.0" "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.";
+    Decr "decr" 2 [WRITE DENYOOM FAST] 1 1 1 "string" "1.0.0" "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.";
+    IncrBy "incrby" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "1.0.0" "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
+    DecrBy "decrby" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "1.0.0" "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.";
+    IncrByFloat "incrbyfloat" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "2.6.0" "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
+    Lcs "lcs" -3 [READONLY] 1 2 1 "string" "7.0.0" "Finds the longest common substring.";
+    // Keys.
+    Del "del" -2 [WRITE] 1 -1 1 "generic" "1.0.0" "Deletes one or more keys.";
+    Unlink "unlink" -2 [WRITE FAST] 1 -1 1 "generic" "4.0.0" "Asynchronously deletes one or more keys.";
+    Exists "exists" -2 [READONLY FAST] 1 -1 1 "generic" "1.0.0" "Determines whether one or more keys exist.";
+    Touch "touch" -2 [READONLY FAST] 1 -1 1 "generic" "3.2.1" "Returns the number of existing keys out of those specified after updating the time they were last accessed.";
+    Type "type" 2 [READONLY FAST] 1 1 1 "generic" "1.0.0" "Determines the type of value stored at a key.";
+    Expire "expire" -3 [WRITE FAST] 1 1 1 "generic" "1.0.0" "Sets the expiration time of a key in seconds.";
+    PExpire "pexpire" -3 [WRITE FAST] 1 1 1 "generic" "2.6.0" "Sets the expiration time of a key in milliseconds.";
+    ExpireAt "expireat" -3 [WRITE FAST] 1 1 1 "generic" "1.2.0" "Sets the expiration time of a key to a Unix timestamp.";
+    PExpireAt "pexpireat" -3 [WRITE FAST] 1 1 1 "generic" "2.6.0" "Sets the expiration time of a key to a Unix milliseconds timestamp.";
+    Ttl "ttl" 2 [READONLY FAST] 1 1 1 "generic" "1.0.0" "Returns the expiration time in seconds of a key.";
+    PTtl "pttl" 2 [READONLY FAST] 1 1 1 "generic" "2.6.0" "Returns the expiration time in milliseconds of a key.";
+    ExpireTime "expiretime" 2 [READONLY FAST] 1 1 1 "generic" "7.0.0" "Returns the expiration time of a key as a Unix timestamp.";
+    PExpireTime "pexpiretime" 2 [READONLY FAST] 1 1 1 "generic" "7.0.0" "Returns the expiration time of a key as a Unix milliseconds timestamp.";
+    Persist "persist" 2 [WRITE FAST] 1 1 1 "generic" "2.2.0" "Removes the expiration time of a key.";
+    Rename "rename" 3 [WRITE] 1 2 1 "generic" "1.0.0" "Renames a key and overwrites the destination.";
+    RenameNx "renamenx" 3 [WRITE FAST] 1 2 1 "generic" "1.0.0" "Renames a key only when the target key name doesn't exist.";
+    Copy "copy" -3 [WRITE DENYOOM] 1 2 1 "generic" "6.2.0" "Copies the value of a key to a new key.";
+    Keys "keys" 2 [READONLY] 0 0 0 "generic" "1.0.0" "Returns all key names that match a pattern.";
+    Scan "scan" -2 [READONLY] 0 0 0 "generic" "2.8.0" "Iterates over the key names in the database.";
+    RandomKey "randomkey" 1 [READONLY] 0 0 0 "generic" "1.0.0" "Returns a random key name from the database.";
+    Object "object" -2 [READONLY] 2 2 1 "generic" "2.2.3" "A container for object introspection commands.";
+    // Server.
+    DbSize "dbsize" 1 [READONLY FAST] 0 0 0 "server" "1.0.0" "Returns the number of keys in the database.";
+    FlushDb "flushdb" -1 [WRITE] 0 0 0 "server" "1.0.0" "Remove all keys from the current database.";
+    FlushAll "flushall" -1 [WRITE] 0 0 0 "server" "1.0.0" "Removes all keys from all databases.";
+    Info "info" -1 [LOADING STALE] 0 0 0 "server" "1.0.0" "Returns information and statistics about the server.";
+    Config "config" -2 [ADMIN NOSCRIPT LOADING STALE] 0 0 0 "server" "2.0.0" "A container for server configuration commands.";
+    Time "time" 1 [LOADING STALE FAST] 0 0 0 "server" "2.6.0" "Returns the server time.";
+    Command "command" -1 [LOADING STALE] 0 0 0 "server" "2.8.13" "Returns detailed information about all commands.";
+    Shutdown "shutdown" -1 [ADMIN NOSCRIPT LOADING STALE] 0 0 0 "server" "1.0.0" "Synchronously saves the database(s) to disk and shuts down the Redis server.";
+    Memory "memory" -2 [READONLY] 2 2 1 "server" "4.0.0" "A container for memory diagnostics commands.";
+    // Connection.
+    Ping "ping" -1 [FAST STALE] 0 0 0 "connection" "1.0.0" "Returns the server's liveliness response.";
+    Echo "echo" 2 [FAST] 0 0 0 "connection" "1.0.0" "Returns the given string.";
+    Hello "hello" -1 [NO_AUTH FAST NOSCRIPT LOADING STALE] 0 0 0 "connection" "6.0.0" "Handshakes with the Redis server.";
+    Auth "auth" -2 [NO_AUTH FAST NOSCRIPT LOADING STALE] 0 0 0 "connection" "1.0.0" "Authenticates the connection.";
+    Select "select" 2 [LOADING STALE FAST] 0 0 0 "connection" "1.0.0" "Changes the selected database.";
+    Quit "quit" -1 [NO_AUTH FAST NOSCRIPT LOADING STALE] 0 0 0 "connection" "1.0.0" "Closes the connection.";
+    Reset "reset" 1 [NO_AUTH FAST NOSCRIPT LOADING STALE] 0 0 0 "connection" "6.2.0" "Resets the connection.";
+    Client "client" -2 [LOADING STALE] 0 0 0 "connection" "2.4.0" "A container for client connection commands.";
+}
+
+/// The byte-string FNV-1a hash: command names are short, so it beats SipHash here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf29ce484222325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        self.0 = h;
+    }
+}
+
+type NameIndex = HashMap<&'static [u8], &'static CommandSpec, BuildHasherDefault<Fnv>>;
+
+fn index() -> &'static NameIndex {
+    static INDEX: OnceLock<NameIndex> = OnceLock::new();
+    INDEX.get_or_init(|| COMMANDS.iter().map(|spec| (spec.name.as_bytes(), spec)).collect())
+}
+
+/// Longest command name in the table, so lookups can lowercase on the stack.
+const MAX_NAME: usize = 16;
+
+/// Finds a command by name, ignoring ASCII case.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut lower = [0u8; MAX_NAME];
+    for (dst, src) in lower.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    index().get(&lower[..name.len()]).copied()
+}
+
+impl Cmd {
+    pub fn spec(self) -> &'static CommandSpec {
+        &COMMANDS[self as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_order_matches_the_enum() {
+        for (i, spec) in COMMANDS.iter().enumerate() {
+            assert_eq!(spec.cmd as usize, i, "{}", spec.name);
+            assert!(spec.name.len() <= MAX_NAME);
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+        }
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_rejects_unknown_names() {
+        assert_eq!(lookup(b"GeT").unwrap().cmd, Cmd::Get);
+        assert_eq!(lookup(b"incrbyfloat").unwrap().cmd, Cmd::IncrByFloat);
+        assert!(lookup(b"nosuchcommand").is_none());
+        assert!(lookup(b"a-name-much-longer-than-any-command").is_none());
+    }
+
+    #[test]
+    fn every_key_command_is_either_read_or_write() {
+        for spec in COMMANDS.iter().filter(|s| s.first_key > 0) {
+            assert!(spec.is_write() ^ spec.has(flags::READONLY), "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn key_positions_follow_first_last_step() {
+        let keys = |cmd: Cmd, argc| cmd.spec().key_positions(argc).collect::<Vec<_>>();
+        assert_eq!(keys(Cmd::Get, 2), vec![1]);
+        assert_eq!(keys(Cmd::MGet, 4), vec![1, 2, 3]);
+        assert_eq!(keys(Cmd::MSet, 5), vec![1, 3]);
+        assert_eq!(keys(Cmd::Rename, 3), vec![1, 2]);
+        assert_eq!(keys(Cmd::Lcs, 5), vec![1, 2]);
+        assert_eq!(keys(Cmd::Keys, 2), Vec::<usize>::new());
+        assert_eq!(keys(Cmd::Object, 2), Vec::<usize>::new());
+        assert_eq!(keys(Cmd::Object, 3), vec![2]);
+    }
+
+    #[test]
+    fn arity_follows_redis_rules() {
+        assert!(Cmd::Get.spec().arity_ok(2));
+        assert!(!Cmd::Get.spec().arity_ok(3));
+        assert!(Cmd::Set.spec().arity_ok(5));
+        assert!(!Cmd::Set.spec().arity_ok(2));
+    }
+}

@@ -1,0 +1,321 @@
+//! One key and its value in a single heap block: `[header][key bytes][value bytes]`.
+//!
+//! A keyspace holds millions of these, so the layout is what decides memory per key: one
+//! allocation, no separate key object, no per-value object header. The table that indexes the
+//! blocks stores only the pointer.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+
+/// How a string value is held, reported by `OBJECT ENCODING`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Encoding {
+    /// A canonical decimal integer kept as an `i64`.
+    Int = 0,
+    /// A short string written once (Redis's `embstr`, up to 44 bytes).
+    Embstr = 1,
+    /// Any other string.
+    Raw = 2,
+}
+
+/// Longest string Redis keeps as `embstr`.
+const EMBSTR_MAX: usize = 44;
+
+/// A value as read from an entry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    Str(&'a [u8]),
+    Int(i64),
+}
+
+impl Value<'_> {
+    /// The value as bytes, formatting integers into `scratch`.
+    pub fn as_bytes<'s>(&'s self, scratch: &'s mut [u8; 20]) -> &'s [u8] {
+        match self {
+            Value::Str(s) => s,
+            Value::Int(n) => {
+                let digits = tessera_protocol::reply::itoa_buf(*n);
+                let text = digits.as_slice();
+                scratch[..text.len()].copy_from_slice(text);
+                &scratch[..text.len()]
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len(),
+            Value::Int(n) => tessera_protocol::reply::itoa_buf(*n).as_slice().len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn to_vec(self) -> Vec<u8> {
+        let mut scratch = [0u8; 20];
+        self.as_bytes(&mut scratch).to_vec()
+    }
+}
+
+/// The value stored for a string: integers that read back exactly are kept as integers.
+pub fn encode_string(data: &[u8]) -> Value<'_> {
+    if data.len() <= 20 {
+        if let Some(n) = tessera_protocol::parse::parse_int(data) {
+            return Value::Int(n);
+        }
+    }
+    Value::Str(data)
+}
+
+#[repr(C)]
+struct Header {
+    /// Absolute deadline in Unix milliseconds; 0 when the key never expires.
+    expire_at: u64,
+    key_len: u32,
+    val_len: u32,
+    encoding: Encoding,
+    /// Last access, in seconds of the server's LRU clock.
+    access: u32,
+}
+
+const HEADER: usize = std::mem::size_of::<Header>();
+
+/// An owned key/value block.
+pub struct Entry {
+    ptr: NonNull<Header>,
+}
+
+// SAFETY: an Entry owns its block exclusively, like a Box.
+unsafe impl Send for Entry {}
+unsafe impl Sync for Entry {}
+
+fn layout(key_len: usize, val_len: usize) -> Layout {
+    Layout::from_size_align(HEADER + key_len + val_len, std::mem::align_of::<Header>())
+        .expect("entry size overflows")
+}
+
+impl Entry {
+    /// A new entry holding `value`, expiring at `expire_at` (Unix ms, 0 for never).
+    pub fn new(key: &[u8], value: Value<'_>, expire_at: u64, access: u32) -> Entry {
+        let mut int_buf = [0u8; 8];
+        let (bytes, encoding) = value_bytes(&value, &mut int_buf, false);
+        let layout = layout(key.len(), bytes.len());
+        // SAFETY: the layout has a non-zero size (it includes the header).
+        let raw = unsafe { alloc::alloc(layout) } as *mut Header;
+        let Some(ptr) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
+        // SAFETY: the block is fresh and large enough for the header, the key and the value.
+        unsafe {
+            raw.write(Header {
+                expire_at,
+                key_len: key.len() as u32,
+                val_len: bytes.len() as u32,
+                encoding,
+                access,
+            });
+            let data = (raw as *mut u8).add(HEADER);
+            std::ptr::copy_nonoverlapping(key.as_ptr(), data, key.len());
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(key.len()), bytes.len());
+        }
+        Entry { ptr }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: ptr always points at an initialised header.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    fn header_mut(&mut self) -> &mut Header {
+        // SAFETY: as above, and &mut self gives exclusive access.
+        unsafe { self.ptr.as_mut() }
+    }
+
+    fn data(&self) -> *mut u8 {
+        // SAFETY: the data follows the header inside the same allocation.
+        unsafe { (self.ptr.as_ptr() as *mut u8).add(HEADER) }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        // SAFETY: key_len bytes of key follow the header.
+        unsafe { std::slice::from_raw_parts(self.data(), self.header().key_len as usize) }
+    }
+
+    fn value_slice(&self) -> &[u8] {
+        let h = self.header();
+        // SAFETY: val_len bytes of value follow the key.
+        unsafe { std::slice::from_raw_parts(self.data().add(h.key_len as usize), h.val_len as usize) }
+    }
+
+    pub fn value(&self) -> Value<'_> {
+        match self.header().encoding {
+            Encoding::Int => {
+                let mut le = [0u8; 8];
+                le.copy_from_slice(self.value_slice());
+                Value::Int(i64::from_le_bytes(le))
+            }
+            Encoding::Embstr | Encoding::Raw => Value::Str(self.value_slice()),
+        }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.header().encoding
+    }
+
+    /// The deadline in Unix milliseconds, if the key has one.
+    pub fn expire_at(&self) -> Option<u64> {
+        match self.header().expire_at {
+            0 => None,
+            at => Some(at),
+        }
+    }
+
+    pub fn set_expire_at(&mut self, at: Option<u64>) {
+        self.header_mut().expire_at = at.unwrap_or(0);
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        let at = self.header().expire_at;
+        at != 0 && at <= now_ms
+    }
+
+    pub fn access(&self) -> u32 {
+        self.header().access
+    }
+
+    pub fn touch(&mut self, access: u32) {
+        self.header_mut().access = access;
+    }
+
+    /// Replaces the value; `modified` marks a string changed in place (APPEND, SETRANGE),
+    /// which Redis always reports as `raw`.
+    pub fn set_value(&mut self, value: Value<'_>, modified: bool) {
+        let mut int_buf = [0u8; 8];
+        let (bytes, encoding) = value_bytes(&value, &mut int_buf, modified);
+        let key_len = self.header().key_len as usize;
+        let old = layout(key_len, self.header().val_len as usize);
+        let new = layout(key_len, bytes.len());
+        // SAFETY: the block was allocated with `old`; realloc keeps the header and the key.
+        let raw = unsafe { alloc::realloc(self.ptr.as_ptr() as *mut u8, old, new.size()) };
+        let Some(ptr) = NonNull::new(raw as *mut Header) else { alloc::handle_alloc_error(new) };
+        self.ptr = ptr;
+        let h = self.header_mut();
+        h.val_len = bytes.len() as u32;
+        h.encoding = encoding;
+        // SAFETY: the block now has room for the new value after the key.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data().add(key_len), bytes.len());
+        }
+    }
+
+    /// Reports a string as changed in place (`raw`), as Redis does after APPEND or SETRANGE.
+    pub fn mark_raw(&mut self) {
+        if self.header().encoding == Encoding::Embstr {
+            self.header_mut().encoding = Encoding::Raw;
+        }
+    }
+
+    /// Bytes this entry costs: its block as the allocator rounds it, plus its table slot.
+    pub fn memory(&self) -> usize {
+        let h = self.header();
+        size_class(HEADER + h.key_len as usize + h.val_len as usize) + TABLE_SLOT
+    }
+}
+
+/// What one entry costs in its table: the pointer and a control byte, at the table's load.
+const TABLE_SLOT: usize = 12;
+
+/// The size jemalloc actually hands out for a request (its size classes: four per doubling).
+pub fn size_class(size: usize) -> usize {
+    if size <= 16 {
+        return size.div_ceil(8) * 8;
+    }
+    if size <= 128 {
+        return size.div_ceil(16) * 16;
+    }
+    let spacing = (size - 1).next_power_of_two() / 4;
+    size.div_ceil(spacing) * spacing
+}
+
+/// The bytes stored for a value (integers as 8 little-endian bytes in `int_buf`).
+fn value_bytes<'v>(value: &Value<'v>, int_buf: &'v mut [u8; 8], modified: bool) -> (&'v [u8], Encoding) {
+    match *value {
+        Value::Int(n) => {
+            *int_buf = n.to_le_bytes();
+            (&int_buf[..], Encoding::Int)
+        }
+        Value::Str(s) => {
+            let encoding = if !modified && s.len() <= EMBSTR_MAX { Encoding::Embstr } else { Encoding::Raw };
+            (s, encoding)
+        }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let h = self.header();
+        let layout = layout(h.key_len as usize, h.val_len as usize);
+        // SAFETY: allocated with exactly this layout; the header is plain data.
+        unsafe { alloc::dealloc(self.ptr.as_ptr() as *mut u8, layout) }
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &String::from_utf8_lossy(self.key()))
+            .field("value", &self.value())
+            .field("expire_at", &self.expire_at())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_key_value_and_deadline() {
+        let mut e = Entry::new(b"key", Value::Str(b"hello"), 0, 7);
+        assert_eq!(e.key(), b"key");
+        assert_eq!(e.value(), Value::Str(b"hello"));
+        assert_eq!(e.encoding(), Encoding::Embstr);
+        assert_eq!(e.expire_at(), None);
+        e.set_expire_at(Some(1000));
+        assert!(e.is_expired(1000) && !e.is_expired(999));
+        assert_eq!(e.access(), 7);
+    }
+
+    #[test]
+    fn values_change_size_and_encoding() {
+        let mut e = Entry::new(b"k", encode_string(b"12345"), 0, 0);
+        assert_eq!(e.value(), Value::Int(12345));
+        assert_eq!(e.encoding(), Encoding::Int);
+        let long = vec![b'x'; 1000];
+        e.set_value(Value::Str(&long), false);
+        assert_eq!(e.value(), Value::Str(&long[..]));
+        assert_eq!(e.encoding(), Encoding::Raw);
+        e.set_value(Value::Str(b"ab"), true);
+        assert_eq!((e.value(), e.encoding()), (Value::Str(&b"ab"[..]), Encoding::Raw));
+        assert_eq!(e.key(), b"k");
+        e.set_value(Value::Int(-5), false);
+        assert_eq!(e.value().to_vec(), b"-5");
+    }
+
+    #[test]
+    fn only_canonical_integers_are_int_encoded() {
+        assert_eq!(encode_string(b"-42"), Value::Int(-42));
+        for s in [&b"042"[..], b"+1", b" 1", b"1.0", b"99999999999999999999"] {
+            assert!(matches!(encode_string(s), Value::Str(_)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn size_classes_round_like_jemalloc() {
+        assert_eq!(size_class(1), 8);
+        assert_eq!(size_class(104), 112);
+        assert_eq!(size_class(129), 160);
+        assert_eq!(size_class(4097), 5120);
+    }
+}

@@ -1,0 +1,325 @@
+//! One database's keys on one core, indexed per hash slot.
+//!
+//! Every slot has its own small hash table. That makes the slot, not an opaque table position,
+//! the unit that SCAN walks (a cursor stays valid however the tables grow), that
+//! `CLUSTER COUNTKEYSINSLOT` counts, and that a partition moves or snapshots. Keys are looked
+//! up by the slot the router already knows and a fast seeded hash within it.
+
+use crate::entry::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
+use tessera_protocol::{key_slot, SLOT_COUNT};
+
+#[derive(Default)]
+struct SlotTable {
+    table: HashTable<Entry>,
+    /// Keys in this slot that carry a deadline, so the expiry cycle can skip the others.
+    volatile: u32,
+}
+
+/// The keys of one database on one core.
+pub struct Keyspace {
+    slots: Box<[SlotTable]>,
+    hasher: DefaultHashBuilder,
+    keys: usize,
+    volatile: usize,
+    memory: usize,
+    /// Keys removed because their deadline passed (the `expired_keys` statistic).
+    expired: u64,
+    /// Where the active expiry cycle resumes.
+    expire_cursor: usize,
+}
+
+/// The LRU clock: seconds, as stored in each entry.
+pub fn lru_clock(now_ms: u64) -> u32 {
+    (now_ms / 1000) as u32
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Keyspace {
+    pub fn new() -> Self {
+        Keyspace {
+            slots: (0..SLOT_COUNT).map(|_| SlotTable::default()).collect(),
+            hasher: DefaultHashBuilder::default(),
+            keys: 0,
+            volatile: 0,
+            memory: 0,
+            expired: 0,
+            expire_cursor: 0,
+        }
+    }
+
+    /// Live and not yet reclaimed keys.
+    pub fn len(&self) -> usize {
+        self.keys
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0
+    }
+
+    /// Keys that carry a deadline.
+    pub fn volatile(&self) -> usize {
+        self.volatile
+    }
+
+    /// Bytes accounted to the keys of this database.
+    pub fn memory(&self) -> usize {
+        self.memory
+    }
+
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Keys stored in one slot (expired ones not yet reclaimed included).
+    pub fn slot_len(&self, slot: u16) -> usize {
+        self.slots[slot as usize].table.len()
+    }
+
+    fn locate(&self, key: &[u8]) -> (usize, u64) {
+        (key_slot(key) as usize, self.hasher.hash_one(key))
+    }
+
+    /// The live entry for `key`; an expired one is reclaimed on the way.
+    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.get_mut_unaccounted(key, now_ms).map(|e| &*e)
+    }
+
+    /// Whether `key` is live, and its access time refreshed if so.
+    pub fn touch(&mut self, key: &[u8], now_ms: u64) -> bool {
+        self.get_mut_unaccounted(key, now_ms).is_some()
+    }
+
+    /// Finds a live entry and refreshes its access time; callers must not change its size or
+    /// deadline through it (that is `modify`'s job).
+    fn get_mut_unaccounted(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        let (slot, hash) = self.locate(key);
+        let table = &mut self.slots[slot];
+        let found = table.table.find_entry(hash, |e| e.key() == key).ok()?;
+        if found.get().is_expired(now_ms) {
+            let (entry, _) = found.remove();
+            table.volatile -= 1;
+            self.volatile -= 1;
+            self.keys -= 1;
+            self.memory -= entry.memory();
+            self.expired += 1;
+            return None;
+        }
+        let entry = found.into_mut();
+        entry.touch(lru_clock(now_ms));
+        Some(entry)
+    }
+
+    /// Runs `change` on the live entry for `key`, keeping the accounting right whatever it
+    /// changes. Returns `None` when the key does not exist.
+    pub fn modify<R>(&mut self, key: &[u8], now_ms: u64, change: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        let slot = key_slot(key) as usize;
+        let entry = self.get_mut_unaccounted(key, now_ms)?;
+        let (memory, volatile) = (entry.memory(), entry.expire_at().is_some());
+        let result = change(entry);
+        let (new_memory, new_volatile) = (entry.memory(), entry.expire_at().is_some());
+        self.memory = self.memory + new_memory - memory;
+        if volatile != new_volatile {
+            if new_volatile {
+                self.slots[slot].volatile += 1;
+                self.volatile += 1;
+            } else {
+                self.slots[slot].volatile -= 1;
+                self.volatile -= 1;
+            }
+        }
+        Some(result)
+    }
+
+    /// Stores `entry`, replacing any entry with the same key (live or expired).
+    pub fn insert(&mut self, entry: Entry) {
+        let (slot, hash) = self.locate(entry.key());
+        let hasher = &self.hasher;
+        let table = &mut self.slots[slot];
+        self.memory += entry.memory();
+        if entry.expire_at().is_some() {
+            table.volatile += 1;
+            self.volatile += 1;
+        }
+        match table.table.entry(hash, |e| e.key() == entry.key(), |e| hasher.hash_one(e.key())) {
+            hashbrown::hash_table::Entry::Occupied(mut occupied) => {
+                let old = std::mem::replace(occupied.get_mut(), entry);
+                self.memory -= old.memory();
+                if old.expire_at().is_some() {
+                    table.volatile -= 1;
+                    self.volatile -= 1;
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(entry);
+                self.keys += 1;
+            }
+        }
+    }
+
+    /// Removes `key`; returns the entry if it was live.
+    pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        let (slot, hash) = self.locate(key);
+        let table = &mut self.slots[slot];
+        let (entry, _) = table.table.find_entry(hash, |e| e.key() == key).ok()?.remove();
+        self.keys -= 1;
+        self.memory -= entry.memory();
+        if entry.expire_at().is_some() {
+            table.volatile -= 1;
+            self.volatile -= 1;
+        }
+        if entry.is_expired(now_ms) {
+            self.expired += 1;
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Drops every key; returns them so the caller can free a large keyspace elsewhere.
+    pub fn take_all(&mut self) -> Keyspace {
+        let hasher = self.hasher.clone();
+        let mut taken = std::mem::replace(self, Keyspace::new());
+        self.hasher = hasher;
+        self.expired = taken.expired;
+        taken.expired = 0;
+        taken
+    }
+
+    /// The live entries of one slot.
+    pub fn slot_entries(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = &Entry> {
+        self.slots[slot as usize].table.iter().filter(move |e| !e.is_expired(now_ms))
+    }
+
+    /// A live key picked at random with `seed`, starting from a random slot.
+    pub fn random_key(&self, seed: u64, now_ms: u64, owned: impl Fn(u16) -> bool) -> Option<&[u8]> {
+        if self.keys == 0 {
+            return None;
+        }
+        let start = (seed % SLOT_COUNT as u64) as usize;
+        for i in 0..SLOT_COUNT {
+            let slot = (start + i) % SLOT_COUNT;
+            let table = &self.slots[slot].table;
+            if table.is_empty() || !owned(slot as u16) {
+                continue;
+            }
+            let live = table.iter().filter(|e| !e.is_expired(now_ms)).count();
+            if live == 0 {
+                continue;
+            }
+            let pick = ((seed >> 16) % live as u64) as usize;
+            return table.iter().filter(|e| !e.is_expired(now_ms)).nth(pick).map(Entry::key);
+        }
+        None
+    }
+
+    /// One step of active expiry: reclaims expired keys from slots that hold deadlines,
+    /// resuming where the last step stopped, until `slots_budget` slots were examined.
+    /// Returns (keys examined, keys reclaimed).
+    pub fn expire_step(&mut self, now_ms: u64, slots_budget: usize) -> (usize, usize) {
+        let (mut examined, mut reclaimed) = (0, 0);
+        if self.volatile == 0 {
+            return (0, 0);
+        }
+        let mut visited = 0;
+        while visited < SLOT_COUNT && examined < slots_budget * 16 && visited < slots_budget * 64 {
+            let slot = self.expire_cursor;
+            self.expire_cursor = (self.expire_cursor + 1) % SLOT_COUNT;
+            visited += 1;
+            let table = &mut self.slots[slot];
+            if table.volatile == 0 {
+                continue;
+            }
+            examined += table.table.len();
+            let mut freed_memory = 0;
+            let mut freed_volatile = 0;
+            table.table.retain(|e| {
+                if e.is_expired(now_ms) {
+                    freed_memory += e.memory();
+                    freed_volatile += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            table.volatile -= freed_volatile;
+            self.volatile -= freed_volatile as usize;
+            self.keys -= freed_volatile as usize;
+            self.memory -= freed_memory;
+            self.expired += freed_volatile as u64;
+            reclaimed += freed_volatile as usize;
+        }
+        (examined, reclaimed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Value;
+
+    fn put(ks: &mut Keyspace, key: &str, expire_at: u64) {
+        ks.insert(Entry::new(key.as_bytes(), Value::Str(b"v"), expire_at, 0));
+    }
+
+    #[test]
+    fn insert_get_remove_keep_counts() {
+        let mut ks = Keyspace::new();
+        put(&mut ks, "a", 0);
+        put(&mut ks, "b", 100);
+        put(&mut ks, "a", 0);
+        assert_eq!((ks.len(), ks.volatile()), (2, 1));
+        assert!(ks.memory() > 0);
+        assert!(ks.get(b"a", 50).is_some());
+        assert!(ks.get(b"b", 50).is_some());
+        assert!(ks.get(b"b", 100).is_none(), "deadline reached");
+        assert_eq!((ks.len(), ks.volatile(), ks.expired()), (1, 0, 1));
+        assert!(ks.remove(b"a", 0).is_some());
+        assert_eq!((ks.len(), ks.memory()), (0, 0));
+    }
+
+    #[test]
+    fn modify_tracks_deadlines_and_sizes() {
+        let mut ks = Keyspace::new();
+        put(&mut ks, "a", 0);
+        let before = ks.memory();
+        ks.modify(b"a", 0, |e| {
+            e.set_expire_at(Some(10));
+            e.set_value(Value::Str(&[b'x'; 500]), true);
+        });
+        assert_eq!(ks.volatile(), 1);
+        assert!(ks.memory() > before);
+        ks.modify(b"a", 0, |e| e.set_expire_at(None));
+        assert_eq!(ks.volatile(), 0);
+        assert!(ks.modify(b"missing", 0, |_| ()).is_none());
+    }
+
+    #[test]
+    fn expire_step_reclaims_only_expired_keys() {
+        let mut ks = Keyspace::new();
+        for i in 0..1000 {
+            put(&mut ks, &format!("k{i}"), if i % 2 == 0 { 10 } else { 0 });
+        }
+        let mut reclaimed = 0;
+        while ks.volatile() > 0 {
+            reclaimed += ks.expire_step(20, 100).1;
+        }
+        assert_eq!((reclaimed, ks.len(), ks.expired()), (500, 500, 500));
+    }
+
+    #[test]
+    fn random_key_finds_a_live_key() {
+        let mut ks = Keyspace::new();
+        assert!(ks.random_key(1, 0, |_| true).is_none());
+        put(&mut ks, "dead", 5);
+        put(&mut ks, "live", 0);
+        for seed in 0..50u64 {
+            assert_eq!(ks.random_key(seed.wrapping_mul(0x9E3779B97F4A7C15), 10, |_| true), Some(&b"live"[..]));
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The partition state machine: keyspaces indexed by hash slot, string values, absolute
+//! deadlines with passive and active expiry, memory accounting, and the command families that
+//! read them or apply deterministic effects to them. No networking, no threads, no Raft.
+
+pub mod decimal;
+pub mod effect;
+pub mod entry;
+pub mod errors;
+pub mod glob;
+pub mod keys;
+pub mod keyspace;
+pub mod store;
+pub mod strings;
+
+pub use effect::Effect;
+pub use keyspace::Keyspace;
+pub use store::{plan, Request, Store};

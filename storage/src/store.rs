@@ -1,0 +1,180 @@
+//! A core's share of the data: its databases, and the one entry point that runs a command
+//! against them. Writes are planned into an `Effect` and then applied; nothing writes around
+//! that path.
+
+use crate::effect::Effect;
+use crate::errors::Error;
+use crate::keyspace::Keyspace;
+use crate::{keys, strings};
+use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter};
+
+/// Keys above which a flushed keyspace is freed off the core's thread (Redis's
+/// `LAZYFREE_THRESHOLD` plays the same role).
+const LAZY_FREE_THRESHOLD: usize = 64 * 1024;
+
+/// One command as the storage layer sees it.
+pub struct Request<'a> {
+    pub spec: &'static CommandSpec,
+    /// All arguments, the command name first.
+    pub args: Args<'a>,
+    pub db: usize,
+    /// The command's timestamp, Unix milliseconds: deadlines are computed and checked at it.
+    pub now: u64,
+}
+
+/// Hit and miss counters of key lookups by read commands.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LookupStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// The databases a core owns (each holding only the slots of that core's partitions).
+pub struct Store {
+    dbs: Vec<Option<Box<Keyspace>>>,
+    /// `proto-max-bulk-len`: the longest string a write may produce.
+    pub max_bulk_len: usize,
+    pub stats: LookupStats,
+}
+
+impl Store {
+    pub fn new(databases: usize) -> Self {
+        Store {
+            dbs: (0..databases).map(|_| None).collect(),
+            max_bulk_len: tessera_protocol::parse::DEFAULT_MAX_BULK_LEN,
+            stats: LookupStats::default(),
+        }
+    }
+
+    pub fn databases(&self) -> usize {
+        self.dbs.len()
+    }
+
+    /// Database `db`, created on first use.
+    pub fn db(&mut self, db: usize) -> &mut Keyspace {
+        self.dbs[db].get_or_insert_with(Default::default)
+    }
+
+    pub(crate) fn db_and_stats(&mut self, db: usize) -> (&mut Keyspace, &mut LookupStats) {
+        (self.dbs[db].get_or_insert_with(Default::default), &mut self.stats)
+    }
+
+    /// Database `db` if it was ever written.
+    pub fn keyspace(&self, db: usize) -> Option<&Keyspace> {
+        self.dbs.get(db)?.as_deref()
+    }
+
+    /// Runs a key command whose keys all live on this core and writes its reply.
+    pub fn execute(&mut self, req: &Request, out: &mut ReplyWriter) {
+        if req.spec.is_write() {
+            match plan(req, self.dbs.len()) {
+                Ok(effect) => self.apply(req.db, req.now, &effect, out),
+                Err(e) => out.error(&e),
+            }
+            return;
+        }
+        match req.spec.cmd {
+            Cmd::Get => strings::get(self, req, out),
+            Cmd::MGet => strings::mget(self, req, out),
+            Cmd::StrLen => strings::strlen(self, req, out),
+            Cmd::GetRange | Cmd::SubStr => strings::getrange(self, req, out),
+            Cmd::Lcs => strings::lcs(self, req, out),
+            Cmd::Exists | Cmd::Touch => keys::exists(self, req, out),
+            Cmd::Type => keys::type_of(self, req, out),
+            Cmd::Ttl => keys::ttl(self, req, false, false, out),
+            Cmd::PTtl => keys::ttl(self, req, true, false, out),
+            Cmd::ExpireTime => keys::ttl(self, req, false, true, out),
+            Cmd::PExpireTime => keys::ttl(self, req, true, true, out),
+            Cmd::Object => keys::object(self, req, out),
+            Cmd::Memory => keys::memory_usage(self, req, out),
+            other => out.error(&format!("ERR '{}' is not a key command", other.spec().name)),
+        }
+    }
+
+    /// Applies one effect at timestamp `now` and writes the reply it produces.
+    pub fn apply(&mut self, db: usize, now: u64, effect: &Effect, out: &mut ReplyWriter) {
+        match *effect {
+            Effect::Set { key, value, expiry, cond, reply } => {
+                strings::apply_set(self, db, now, strings::SetArgs { key, value, expiry, cond, reply }, out)
+            }
+            Effect::GetDel { key } => strings::apply_getdel(self, db, now, key, out),
+            Effect::GetEx { key, change } => strings::apply_getex(self, db, now, key, change, out),
+            Effect::MSet { pairs } => strings::apply_mset(self, db, now, pairs, false, out),
+            Effect::MSetNx { pairs } => strings::apply_mset(self, db, now, pairs, true, out),
+            Effect::Append { key, value } => strings::apply_append(self, db, now, key, value, out),
+            Effect::SetRange { key, offset, value } => {
+                strings::apply_setrange(self, db, now, key, offset, value, out)
+            }
+            Effect::IncrBy { key, delta } => strings::apply_incrby(self, db, now, key, delta, out),
+            Effect::IncrByFloat { key, delta } => strings::apply_incrbyfloat(self, db, now, key, delta, out),
+            Effect::Del { keys } => keys::apply_del(self, db, now, keys, out),
+            Effect::Expire { key, at, cond } => keys::apply_expire(self, db, now, key, at, cond, out),
+            Effect::Persist { key } => keys::apply_persist(self, db, now, key, out),
+            Effect::Rename { src, dst, only_new } => keys::apply_rename(self, db, now, src, dst, only_new, out),
+            Effect::Copy { src, dst, dst_db, replace } => {
+                keys::apply_copy(self, db, now, src, dst, dst_db, replace, out)
+            }
+            Effect::FlushDb => {
+                self.flush(db);
+                out.ok();
+            }
+            Effect::FlushAll => {
+                (0..self.dbs.len()).for_each(|db| self.flush(db));
+                out.ok();
+            }
+        }
+    }
+
+    /// Empties database `db`. A large keyspace is freed on a helper thread so that the core
+    /// keeps serving; the keys are gone for every client either way.
+    pub fn flush(&mut self, db: usize) {
+        let Some(old) = self.dbs[db].as_mut().map(|ks| ks.take_all()) else { return };
+        if old.len() > LAZY_FREE_THRESHOLD {
+            std::thread::spawn(move || drop(old));
+        }
+    }
+}
+
+/// Turns a write command into its effect, or the error it must get.
+pub fn plan<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error> {
+    let args = req.args;
+    Ok(match req.spec.cmd {
+        Cmd::Set => return strings::plan_set(req),
+        Cmd::SetNx => return strings::plan_setnx(req),
+        Cmd::SetEx => return strings::plan_setex(req, 1000),
+        Cmd::PSetEx => return strings::plan_setex(req, 1),
+        Cmd::GetSet => return strings::plan_getset(req),
+        Cmd::GetDel => Effect::GetDel { key: args.get(1) },
+        Cmd::GetEx => return strings::plan_getex(req),
+        Cmd::MSet => return strings::plan_mset(req, false),
+        Cmd::MSetNx => return strings::plan_mset(req, true),
+        Cmd::Append => Effect::Append { key: args.get(1), value: args.get(2) },
+        Cmd::SetRange => return strings::plan_setrange(req),
+        Cmd::Incr => return strings::plan_incrby(req, 1, false),
+        Cmd::Decr => return strings::plan_incrby(req, -1, false),
+        Cmd::IncrBy => return strings::plan_incrby(req, 1, true),
+        Cmd::DecrBy => return strings::plan_incrby(req, -1, true),
+        Cmd::IncrByFloat => return strings::plan_incrbyfloat(req),
+        Cmd::Del | Cmd::Unlink => Effect::Del { keys: args.tail(1) },
+        Cmd::Expire => return keys::plan_expire(req, 1000, false),
+        Cmd::PExpire => return keys::plan_expire(req, 1, false),
+        Cmd::ExpireAt => return keys::plan_expire(req, 1000, true),
+        Cmd::PExpireAt => return keys::plan_expire(req, 1, true),
+        Cmd::Persist => Effect::Persist { key: args.get(1) },
+        Cmd::Rename => Effect::Rename { src: args.get(1), dst: args.get(2), only_new: false },
+        Cmd::RenameNx => Effect::Rename { src: args.get(1), dst: args.get(2), only_new: true },
+        Cmd::Copy => return keys::plan_copy(req, databases),
+        Cmd::FlushDb | Cmd::FlushAll => {
+            let mode_ok = match args.len() {
+                1 => true,
+                2 => args.get(1).eq_ignore_ascii_case(b"ASYNC") || args.get(1).eq_ignore_ascii_case(b"SYNC"),
+                _ => false,
+            };
+            if !mode_ok {
+                return Err(crate::errors::SYNTAX.into());
+            }
+            if req.spec.cmd == Cmd::FlushDb { Effect::FlushDb } else { Effect::FlushAll }
+        }
+        other => return Err(format!("ERR '{}' is not a write command", other.spec().name).into()),
+    })
+}
