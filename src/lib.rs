@@ -1,0 +1,18 @@
+//! Tessera: a Redis-compatible key-value and cache store. This library is the server — the
+//! binary is a thin CLI over `server::start` — so it can also run inside another process.
+
+pub mod admin;
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod core;
+pub mod dispatch;
+pub mod info;
+pub mod introspect;
+pub mod mailbox;
+pub mod multi;
+pub mod net;
+pub mod server;
+
+pub use config::Config;
+pub use server::{start, ServerHandle};

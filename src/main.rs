@@ -1,1 +1,134 @@
-fn main() {}
+//! The `tessera` binary: Redis-style flags, an optional redis.conf-style file, logs on stderr,
+//! and a clean stop on SIGTERM, SIGINT or SHUTDOWN.
+
+use clap::Parser;
+use std::sync::atomic::Ordering;
+use tessera::Config;
+use tikv_jemallocator::Jemalloc;
+
+#[global_allocator]
+static GLOBAL: Jemalloc = Jemalloc;
+
+/// A Redis-compatible key-value and cache store: thread-per-core, shared-nothing.
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    /// redis.conf-style file of `directive value` lines; flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// TCP port to listen on.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Event-loop threads, one per core [default: the cores available].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Number of logical databases (SELECT 0..N-1).
+    #[arg(long)]
+    databases: Option<usize>,
+    /// Most simultaneous client connections.
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// Close client connections idle for this many seconds (0: never).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// debug, verbose, notice or warning.
+    #[arg(long)]
+    loglevel: Option<String>,
+}
+
+fn build_config(cli: &Cli) -> Result<Config, String> {
+    let mut config = Config::default();
+    if let Some(path) = &cli.config {
+        config.load_file(path)?;
+    }
+    let flags: [(&str, Option<String>); 7] = [
+        ("port", cli.port.map(|v| v.to_string())),
+        ("bind", cli.bind.clone()),
+        ("io-threads", cli.threads.map(|v| v.to_string())),
+        ("databases", cli.databases.map(|v| v.to_string())),
+        ("maxclients", cli.maxclients.map(|v| v.to_string())),
+        ("timeout", cli.timeout.map(|v| v.to_string())),
+        ("loglevel", cli.loglevel.clone()),
+    ];
+    for (name, value) in flags {
+        if let Some(value) = value {
+            config.set(name, &value, true).map_err(|e| format!("--{name}: {e}"))?;
+        }
+    }
+    Ok(config)
+}
+
+fn init_logging(level: &str) {
+    let filter = match level {
+        "debug" => "debug",
+        "verbose" => "info",
+        "warning" => "warn",
+        "nothing" => "off",
+        _ => "info",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))
+        .init();
+}
+
+/// Blocks SIGINT and SIGTERM in every thread and returns a signalfd that reports them.
+fn signal_fd() -> i32 {
+    // SAFETY: standard signal-mask set-up before any thread is spawned.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
+    }
+}
+
+/// Waits until a stop signal arrives or a client asked for SHUTDOWN.
+fn wait_for_stop(fd: i32, handle: &tessera::ServerHandle) {
+    loop {
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: pfd is a valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
+        if ready > 0 {
+            let mut info = [0u8; 128];
+            // SAFETY: signalfd reads fill a 128-byte siginfo record.
+            unsafe { libc::read(fd, info.as_mut_ptr() as *mut libc::c_void, info.len()) };
+            tracing::info!("received a stop signal");
+            handle.shutdown();
+            return;
+        }
+        if handle.shared().shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let config = match build_config(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            std::process::exit(1);
+        }
+    };
+    init_logging(&config.loglevel);
+    let signals = signal_fd();
+    let handle = match tessera::start(config) {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            std::process::exit(1);
+        }
+    };
+    wait_for_stop(signals, &handle);
+    handle.join();
+    tracing::info!("Tessera is now ready to exit, bye bye...");
+}

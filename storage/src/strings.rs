@@ -8,7 +8,7 @@ use crate::entry::{encode_string, Entry, Value};
 use crate::errors::{self, int_arg, Error};
 use crate::keyspace::lru_clock;
 use crate::store::{Request, Store};
-use tessera_protocol::ReplyWriter;
+use tessera_protocol::{Args, ReplyWriter};
 
 // ---- reads ----
 
@@ -84,22 +84,30 @@ fn substring_range(len: i64, mut start: i64, mut end: i64) -> Option<(usize, usi
 }
 
 pub fn lcs(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
+    let ks = store.db(req.db);
+    let a = ks.get(req.args.get(1), req.now).map_or_else(Vec::new, |e| e.value().to_vec());
+    let b = ks.get(req.args.get(2), req.now).map_or_else(Vec::new, |e| e.value().to_vec());
+    lcs_reply(&a, &b, req.args.tail(3), store.max_bulk_len, out);
+}
+
+/// The LCS reply for two values, given LCS's options (LEN, IDX, MINMATCHLEN n, WITHMATCHLEN).
+pub fn lcs_reply(a: &[u8], b: &[u8], options: Args, max_bulk_len: usize, out: &mut ReplyWriter) {
     let mut want_len = false;
     let mut want_idx = false;
     let mut with_match_len = false;
     let mut min_match_len: i64 = 0;
-    let mut i = 3;
-    while i < req.args.len() {
-        let opt = req.args.get(i);
+    let mut i = 0;
+    while i < options.len() {
+        let opt = options.get(i);
         if opt.eq_ignore_ascii_case(b"LEN") {
             want_len = true;
         } else if opt.eq_ignore_ascii_case(b"IDX") {
             want_idx = true;
         } else if opt.eq_ignore_ascii_case(b"WITHMATCHLEN") {
             with_match_len = true;
-        } else if opt.eq_ignore_ascii_case(b"MINMATCHLEN") && i + 1 < req.args.len() {
+        } else if opt.eq_ignore_ascii_case(b"MINMATCHLEN") && i + 1 < options.len() {
             i += 1;
-            match int_arg(req.args.get(i)) {
+            match int_arg(options.get(i)) {
                 Ok(n) => min_match_len = n.max(0),
                 Err(e) => return out.error(&e),
             }
@@ -111,11 +119,8 @@ pub fn lcs(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     if want_len && want_idx {
         return out.error("ERR If you want both the length and indexes, please just use IDX.");
     }
-    let ks = store.db(req.db);
-    let a = ks.get(req.args.get(1), req.now).map_or_else(Vec::new, |e| e.value().to_vec());
-    let b = ks.get(req.args.get(2), req.now).map_or_else(Vec::new, |e| e.value().to_vec());
     let cells = (a.len() as u64 + 1) * (b.len() as u64 + 1);
-    if cells.saturating_mul(4) > store.max_bulk_len as u64 {
+    if cells.saturating_mul(4) > max_bulk_len as u64 {
         return out.error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
     }
     let table = lcs_table(&a, &b);
@@ -403,7 +408,7 @@ pub fn apply_getex(store: &mut Store, db: usize, now: u64, key: &[u8], change: E
     }
 }
 
-pub fn apply_mset(store: &mut Store, db: usize, now: u64, pairs: tessera_protocol::Args, only_new: bool, out: &mut ReplyWriter) {
+pub fn apply_mset(store: &mut Store, db: usize, now: u64, pairs: Args, only_new: bool, out: &mut ReplyWriter) {
     let ks = store.db(db);
     if only_new {
         let any_exists = (0..pairs.len()).step_by(2).any(|i| ks.get(pairs.get(i), now).is_some());

@@ -1,0 +1,380 @@
+//! Commands that span cores. A coordinator (the core of the client's connection) runs them
+//! as steps: each step sends work to some cores and continues with their results. Commands
+//! that must be atomic first reserve every core they touch, in ascending core order (the
+//! global order that makes deadlock impossible); a reserved core runs nothing else until
+//! released, so no client can see half of an MSET or a torn MGET.
+
+use crate::core::{Core, Work};
+use std::any::Any;
+use std::ops::Range;
+use tessera_protocol::reply::push_int;
+use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter};
+use tessera_storage::effect::{SetCond, SetExpiry, SetReply};
+use tessera_storage::{Effect, Request};
+
+pub type Results = Vec<Box<dyn Any + Send>>;
+pub type Continuation = Box<dyn FnOnce(Results) -> Step + Send>;
+
+pub enum Step {
+    /// Run `work` on each named core, then continue with the results in the same order.
+    Calls(Vec<(usize, Work)>, Continuation),
+    /// Done: these are the reply bytes.
+    Reply(Vec<u8>),
+}
+
+pub struct MultiOp {
+    /// Cores to reserve before the first step, ascending; empty when atomicity is not needed.
+    pub reserve: Vec<usize>,
+    pub step: Step,
+}
+
+/// Arguments copied out of a connection buffer so they can travel to another core.
+#[derive(Default, Clone)]
+pub struct OwnedArgs {
+    data: Vec<u8>,
+    spans: Vec<Range<usize>>,
+}
+
+impl OwnedArgs {
+    pub fn push(&mut self, arg: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(arg);
+        self.spans.push(start..self.data.len());
+    }
+
+    pub fn args(&self) -> Args<'_> {
+        Args::from_spans(&self.data, &self.spans)
+    }
+}
+
+/// Runs a command over owned arguments on the core the work lands on; yields the reply bytes.
+pub fn run_on_core(spec: &'static CommandSpec, args: OwnedArgs, db: usize, now: u64, resp3: bool) -> Work {
+    Box::new(move |core: &mut Core| {
+        let mut out = Vec::new();
+        core.store.execute(&Request { spec, args: args.args(), db, now }, &mut ReplyWriter::new(&mut out, resp3));
+        Box::new(out) as Box<dyn Any + Send>
+    })
+}
+
+/// Applies an effect built on the target core from owned data; yields the reply bytes.
+fn apply_on_core(db: usize, now: u64, build: impl FnOnce(&OwnedArgs) -> Effect<'_> + Send + 'static, args: OwnedArgs) -> Work {
+    Box::new(move |core: &mut Core| {
+        let mut out = Vec::new();
+        core.store.apply(db, now, &build(&args), &mut ReplyWriter::new(&mut out, false));
+        Box::new(out) as Box<dyn Any + Send>
+    })
+}
+
+/// A reply built with a `ReplyWriter`.
+pub fn reply_with(resp3: bool, write: impl FnOnce(&mut ReplyWriter)) -> Step {
+    let mut out = Vec::new();
+    write(&mut ReplyWriter::new(&mut out, resp3));
+    Step::Reply(out)
+}
+
+fn bytes(result: Box<dyn Any + Send>) -> Vec<u8> {
+    result.downcast::<Vec<u8>>().map(|b| *b).unwrap_or_default()
+}
+
+/// The integer in a `:N` reply.
+fn reply_int(reply: &[u8]) -> i64 {
+    reply
+        .strip_prefix(b":")
+        .and_then(|r| r.strip_suffix(b"\r\n"))
+        .and_then(tessera_protocol::parse::parse_int)
+        .unwrap_or(0)
+}
+
+/// The items of an array reply whose items are bulk strings or nulls.
+fn array_items(reply: &[u8]) -> Vec<&[u8]> {
+    let mut items = Vec::new();
+    let Some(first_end) = reply.windows(2).position(|w| w == b"\r\n") else { return items };
+    let mut pos = first_end + 2;
+    while pos < reply.len() {
+        let Some(line) = reply[pos..].windows(2).position(|w| w == b"\r\n") else { break };
+        let header = &reply[pos..pos + line];
+        let mut end = pos + line + 2;
+        if header[0] == b'$' {
+            if let Some(len) = tessera_protocol::parse::parse_int(&header[1..]).filter(|&n| n >= 0) {
+                end += len as usize + 2;
+            }
+        }
+        items.push(&reply[pos..end.min(reply.len())]);
+        pos = end;
+    }
+    items
+}
+
+/// Splits a key command's keys (or key/value pairs) by owning core. Returns, per core, the
+/// sub-request arguments and the positions of its keys in the original request.
+fn split_by_core(core: &Core, spec: &'static CommandSpec, args: Args, pairs: bool) -> Vec<(usize, OwnedArgs, Vec<usize>)> {
+    let mut groups: Vec<(usize, OwnedArgs, Vec<usize>)> = Vec::new();
+    for (n, pos) in spec.key_positions(args.len()).enumerate() {
+        let owner = core.shared.owner(key_slot(args.get(pos)));
+        let group = match groups.iter().position(|g| g.0 == owner) {
+            Some(i) => &mut groups[i],
+            None => {
+                let mut sub = OwnedArgs::default();
+                sub.push(args.get(0));
+                groups.push((owner, sub, Vec::new()));
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        group.1.push(args.get(pos));
+        if pairs {
+            group.1.push(args.get(pos + 1));
+        }
+        group.2.push(n);
+    }
+    groups.sort_by_key(|g| g.0);
+    groups
+}
+
+/// Builds the coordinated form of a key command whose keys live on more than one core.
+pub fn for_keys(core: &Core, db: usize, resp3: bool, spec: &'static CommandSpec, args: Args) -> MultiOp {
+    let now = core.now;
+    match spec.cmd {
+        Cmd::MGet => {
+            let groups = split_by_core(core, spec, args, false);
+            let reserve = groups.iter().map(|g| g.0).collect();
+            let total = args.len() - 1;
+            let positions: Vec<Vec<usize>> = groups.iter().map(|g| g.2.clone()).collect();
+            let calls = groups.into_iter().map(|(c, sub, _)| (c, run_on_core(spec, sub, db, now, resp3))).collect();
+            MultiOp {
+                reserve,
+                step: Step::Calls(
+                    calls,
+                    Box::new(move |results| {
+                        let replies: Vec<Vec<u8>> = results.into_iter().map(bytes).collect();
+                        let mut ordered: Vec<&[u8]> = vec![b"$-1\r\n"; total];
+                        for (reply, positions) in replies.iter().zip(&positions) {
+                            for (item, &pos) in array_items(reply).into_iter().zip(positions) {
+                                ordered[pos] = item;
+                            }
+                        }
+                        let mut out = Vec::new();
+                        ReplyWriter::new(&mut out, resp3).array(total);
+                        ordered.iter().for_each(|item| out.extend_from_slice(item));
+                        Step::Reply(out)
+                    }),
+                ),
+            }
+        }
+        Cmd::Del | Cmd::Unlink | Cmd::Exists | Cmd::Touch | Cmd::MSet => {
+            let groups = split_by_core(core, spec, args, spec.cmd == Cmd::MSet);
+            let reserve = groups.iter().map(|g| g.0).collect();
+            let calls = groups.into_iter().map(|(c, sub, _)| (c, run_on_core(spec, sub, db, now, resp3))).collect();
+            let is_mset = spec.cmd == Cmd::MSet;
+            MultiOp {
+                reserve,
+                step: Step::Calls(
+                    calls,
+                    Box::new(move |results| {
+                        if is_mset {
+                            return reply_with(resp3, |w| w.ok());
+                        }
+                        let sum: i64 = results.into_iter().map(|r| reply_int(&bytes(r))).sum();
+                        reply_with(resp3, |w| w.int(sum))
+                    }),
+                ),
+            }
+        }
+        Cmd::MSetNx => msetnx(core, db, now, resp3, spec, args),
+        Cmd::Rename | Cmd::RenameNx | Cmd::Copy => move_key(core, db, now, resp3, spec, args),
+        Cmd::Lcs => lcs(core, db, now, resp3, args),
+        other => MultiOp {
+            reserve: Vec::new(),
+            step: reply_with(resp3, |w| w.error(&format!("ERR '{}' cannot span cores", other.spec().name))),
+        },
+    }
+}
+
+fn msetnx(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static CommandSpec, args: Args) -> MultiOp {
+    let exists = Cmd::Exists.spec();
+    let groups = split_by_core(core, spec, args, true);
+    let reserve = groups.iter().map(|g| g.0).collect();
+    let checks = groups
+        .iter()
+        .map(|(c, sub, _)| {
+            let mut keys = OwnedArgs::default();
+            keys.push(b"EXISTS");
+            sub.args().tail(1).iter().step_by(2).for_each(|k| keys.push(k));
+            (*c, run_on_core(exists, keys, db, now, resp3))
+        })
+        .collect();
+    let sets: Vec<(usize, OwnedArgs)> = groups
+        .into_iter()
+        .map(|(c, sub, _)| {
+            let mut mset = OwnedArgs::default();
+            mset.push(b"MSET");
+            sub.args().tail(1).iter().for_each(|a| mset.push(a));
+            (c, mset)
+        })
+        .collect();
+    MultiOp {
+        reserve,
+        step: Step::Calls(
+            checks,
+            Box::new(move |results| {
+                let existing: i64 = results.into_iter().map(|r| reply_int(&bytes(r))).sum();
+                if existing > 0 {
+                    return reply_with(resp3, |w| w.int(0));
+                }
+                let calls = sets.into_iter().map(|(c, a)| (c, run_on_core(Cmd::MSet.spec(), a, db, now, resp3))).collect();
+                Step::Calls(calls, Box::new(move |_| reply_with(resp3, |w| w.int(1))))
+            }),
+        ),
+    }
+}
+
+/// A value read for a cross-core move: its bytes and deadline.
+type Snapshot = Option<(Vec<u8>, Option<u64>)>;
+
+fn read_entry(key: Vec<u8>, db: usize, now: u64) -> Work {
+    Box::new(move |core: &mut Core| {
+        let snapshot: Snapshot = core.store.db(db).get(&key, now).map(|e| (e.value().to_vec(), e.expire_at()));
+        Box::new(snapshot) as Box<dyn Any + Send>
+    })
+}
+
+/// RENAME, RENAMENX and COPY between keys on different cores: read the source and check the
+/// destination, then write the destination and (for renames) delete the source.
+fn move_key(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static CommandSpec, args: Args) -> MultiOp {
+    let (src, dst) = (args.get(1).to_vec(), args.get(2).to_vec());
+    let (mut dst_db, mut replace) = (db, spec.cmd == Cmd::Rename);
+    if spec.cmd == Cmd::Copy {
+        let req = Request { spec, args, db, now };
+        match tessera_storage::plan(&req, core.store.databases()) {
+            Ok(Effect::Copy { dst_db: d, replace: r, .. }) => (dst_db, replace) = (d, r),
+            Ok(_) => {}
+            Err(e) => return MultiOp { reserve: Vec::new(), step: reply_with(resp3, |w| w.error(&e)) },
+        }
+    }
+    let is_rename = spec.cmd != Cmd::Copy;
+    let (src_core, dst_core) = (core.shared.owner(key_slot(&src)), core.shared.owner(key_slot(&dst)));
+    let mut reserve = vec![src_core, dst_core];
+    reserve.sort_unstable();
+    let dst_exists = run_on_core(Cmd::Exists.spec(), {
+        let mut a = OwnedArgs::default();
+        a.push(b"EXISTS");
+        a.push(&dst);
+        a
+    }, dst_db, now, false);
+    let calls = vec![(src_core, read_entry(src.clone(), db, now)), (dst_core, dst_exists)];
+    let cmd = spec.cmd;
+    MultiOp {
+        reserve,
+        step: Step::Calls(
+            calls,
+            Box::new(move |mut results| {
+                let dst_present = reply_int(&bytes(results.pop().expect("two results"))) > 0;
+                let snapshot = results.pop().and_then(|r| r.downcast::<Snapshot>().ok()).and_then(|s| *s);
+                let Some((value, deadline)) = snapshot else {
+                    return reply_with(resp3, |w| if is_rename { w.error(tessera_storage::errors::NO_SUCH_KEY) } else { w.int(0) });
+                };
+                if dst_present && !replace {
+                    return reply_with(resp3, |w| w.int(0));
+                }
+                let mut payload = OwnedArgs::default();
+                payload.push(&dst);
+                payload.push(&value);
+                let expiry = deadline.map_or(SetExpiry::Clear, SetExpiry::At);
+                let write = apply_on_core(
+                    dst_db,
+                    now,
+                    move |a: &OwnedArgs| Effect::Set {
+                        key: a.args().get(0),
+                        value: a.args().get(1),
+                        expiry,
+                        cond: SetCond::Always,
+                        reply: SetReply::Ok,
+                    },
+                    payload,
+                );
+                let mut calls = vec![(dst_core, write)];
+                if is_rename {
+                    let mut key = OwnedArgs::default();
+                    key.push(&src);
+                    calls.push((src_core, apply_on_core(db, now, |a: &OwnedArgs| Effect::Del { keys: a.args() }, key)));
+                }
+                Step::Calls(
+                    calls,
+                    Box::new(move |_| {
+                        reply_with(resp3, |w| if cmd == Cmd::Rename { w.ok() } else { w.int(1) })
+                    }),
+                )
+            }),
+        ),
+    }
+}
+
+fn lcs(core: &Core, db: usize, now: u64, resp3: bool, args: Args) -> MultiOp {
+    let (a, b) = (args.get(1).to_vec(), args.get(2).to_vec());
+    let mut reserve = vec![core.shared.owner(key_slot(&a)), core.shared.owner(key_slot(&b))];
+    reserve.sort_unstable();
+    let calls = vec![
+        (core.shared.owner(key_slot(&a)), read_entry(a, db, now)),
+        (core.shared.owner(key_slot(&b)), read_entry(b, db, now)),
+    ];
+    let mut options = OwnedArgs::default();
+    args.tail(3).iter().for_each(|o| options.push(o));
+    let max_bulk_len = core.store.max_bulk_len;
+    MultiOp {
+        reserve,
+        step: Step::Calls(
+            calls,
+            Box::new(move |results| {
+                let values: Vec<Vec<u8>> = results
+                    .into_iter()
+                    .map(|r| r.downcast::<Snapshot>().ok().and_then(|s| *s).map(|(v, _)| v).unwrap_or_default())
+                    .collect();
+                reply_with(resp3, |w| tessera_storage::strings::lcs_reply(&values[0], &values[1], options.args(), max_bulk_len, w))
+            }),
+        ),
+    }
+}
+
+/// Runs `work` on every core (no reservation) and combines the results.
+pub fn on_every_core(core: &Core, work: impl Fn() -> Work, combine: impl FnOnce(Results) -> Step + Send + 'static) -> MultiOp {
+    let calls = (0..core.shared.cores).map(|c| (c, work())).collect();
+    MultiOp { reserve: Vec::new(), step: Step::Calls(calls, Box::new(combine)) }
+}
+
+/// Like `on_every_core`, but atomically: every core is reserved first.
+pub fn on_every_core_atomically(core: &Core, work: impl Fn() -> Work, combine: impl FnOnce(Results) -> Step + Send + 'static) -> MultiOp {
+    let mut op = on_every_core(core, work, combine);
+    op.reserve = (0..core.shared.cores).collect();
+    op
+}
+
+/// Writes `*N` and each bulk string.
+pub fn bulk_array(resp3: bool, items: &[Vec<u8>]) -> Step {
+    let mut out = Vec::new();
+    ReplyWriter::new(&mut out, resp3).array(items.len());
+    for item in items {
+        out.push(b'$');
+        push_int(&mut out, item.len() as i64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(item);
+        out.extend_from_slice(b"\r\n");
+    }
+    Step::Reply(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_items_split_bulks_and_nulls() {
+        let reply = b"*3\r\n$1\r\na\r\n$-1\r\n$4\r\nb\r\nc\r\n";
+        assert_eq!(array_items(reply), vec![&b"$1\r\na\r\n"[..], b"$-1\r\n", b"$4\r\nb\r\nc\r\n"]);
+        assert_eq!(array_items(b"*2\r\n_\r\n$0\r\n\r\n"), vec![&b"_\r\n"[..], b"$0\r\n\r\n"]);
+    }
+
+    #[test]
+    fn integer_replies_parse() {
+        assert_eq!(reply_int(b":42\r\n"), 42);
+        assert_eq!(reply_int(b"-ERR x\r\n"), 0);
+    }
+}

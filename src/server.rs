@@ -1,0 +1,166 @@
+//! Starting and stopping a node: the state every core shares (configuration, the slot → core
+//! map, the cross-core queues) and the handle that owns the core threads.
+
+use crate::config::Config;
+use crate::core::Core;
+use crate::mailbox::Mailbox;
+use crate::net::socket;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tessera_protocol::SLOT_COUNT;
+
+/// Slot ranges per core: a partition is a contiguous slot range, owned by exactly one core.
+pub const PARTITIONS_PER_CORE: usize = 4;
+
+/// What all cores of a node share. Only the mailboxes are on the data path; everything else
+/// is read at connection set-up, by admin commands or by the periodic tick.
+pub struct Shared {
+    pub config: RwLock<Config>,
+    /// Bumped by CONFIG SET so that cores refresh their copy of the configuration.
+    pub config_epoch: AtomicU64,
+    pub cores: usize,
+    /// The core that owns each hash slot.
+    pub slot_owner: Vec<u16>,
+    pub mailboxes: Vec<Mailbox>,
+    pub next_client_id: AtomicU64,
+    pub clients: AtomicUsize,
+    /// Connections per core, for balancing new ones.
+    pub core_clients: Vec<AtomicUsize>,
+    pub connections_received: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub shutdown: AtomicBool,
+    /// Cores that finished their in-flight work after shutdown began.
+    pub quiescent: AtomicUsize,
+    pub started: Instant,
+    pub run_id: String,
+    pub port: u16,
+    pub listener: i32,
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Maps slots to cores: `cores * PARTITIONS_PER_CORE` contiguous partitions, dealt out round
+/// robin so that every core owns slots spread over the whole range.
+pub fn slot_owners(cores: usize) -> Vec<u16> {
+    let partitions = cores * PARTITIONS_PER_CORE;
+    (0..SLOT_COUNT).map(|slot| ((slot * partitions / SLOT_COUNT) % cores) as u16).collect()
+}
+
+impl Shared {
+    pub fn owner(&self, slot: u16) -> usize {
+        self.slot_owner[slot as usize] as usize
+    }
+
+    pub fn begin_shutdown(&self) {
+        if !self.shutdown.swap(true, Ordering::SeqCst) {
+            tracing::info!("shutting down: finishing in-flight requests");
+        }
+        for mailbox in &self.mailboxes {
+            mailbox.wake();
+        }
+    }
+}
+
+/// A running node.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The port the node listens on (useful when started on port 0).
+    pub fn port(&self) -> u16 {
+        self.shared.port
+    }
+
+    /// Asks every core to stop accepting, finish what is in flight and exit.
+    pub fn shutdown(&self) {
+        self.shared.begin_shutdown();
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Waits for every core to exit.
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        socket::close(self.shared.listener);
+    }
+}
+
+/// Binds the listener and starts one event-loop thread per configured core.
+pub fn start(config: Config) -> std::io::Result<ServerHandle> {
+    let cores = config.threads.max(1);
+    let fd_limit = socket::raise_fd_limit();
+    if (fd_limit as usize) < config.maxclients + 32 {
+        tracing::warn!(fd_limit, maxclients = config.maxclients, "open-files limit is below maxclients");
+    }
+    let (listener, local) = socket::listen(&config.bind, config.port)?;
+    let run_id: String = {
+        let seed = unix_ms() ^ (std::process::id() as u64) << 20;
+        let mut x = seed | 1;
+        (0..40)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from_digit((x % 16) as u32, 16).unwrap_or('0')
+            })
+            .collect()
+    };
+    let shared = Arc::new(Shared {
+        config: RwLock::new(config.clone()),
+        config_epoch: AtomicU64::new(0),
+        cores,
+        slot_owner: slot_owners(cores),
+        mailboxes: (0..cores).map(|_| Mailbox::new(cores)).collect::<std::io::Result<_>>()?,
+        next_client_id: AtomicU64::new(1),
+        clients: AtomicUsize::new(0),
+        core_clients: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
+        connections_received: AtomicU64::new(0),
+        rejected_connections: AtomicU64::new(0),
+        shutdown: AtomicBool::new(false),
+        quiescent: AtomicUsize::new(0),
+        started: Instant::now(),
+        run_id,
+        port: local.port(),
+        listener,
+    });
+    tracing::info!(address = %local, cores, "Tessera is ready to accept connections");
+    let mut threads = Vec::with_capacity(cores);
+    for id in 0..cores {
+        let core = Core::new(id, shared.clone())?;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("tessera-core-{id}"))
+                .spawn(move || core.run())?,
+        );
+    }
+    Ok(ServerHandle { shared, threads })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_core_owns_contiguous_partitions_of_the_slot_range() {
+        for cores in [1, 2, 3, 8] {
+            let owners = slot_owners(cores);
+            let mut counts = vec![0usize; cores];
+            owners.iter().for_each(|&c| counts[c as usize] += 1);
+            let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+            assert!(max - min <= PARTITIONS_PER_CORE, "{counts:?}");
+            let boundaries = owners.windows(2).filter(|w| w[0] != w[1]).count();
+            assert_eq!(boundaries, cores * PARTITIONS_PER_CORE - 1, "one run per partition");
+        }
+    }
+}
