@@ -18,7 +18,13 @@ use tessera_storage::{Effect, Request};
 /// The Redis version Tessera answers to in HELLO and INFO, for client feature detection.
 pub const REDIS_VERSION: &str = "7.2.0";
 
-pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, spec: &'static CommandSpec, args: Args) -> Flow {
+pub fn run(
+    core: &mut Core,
+    conn: &mut Conn,
+    idx: usize,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> Flow {
     match spec.cmd {
         Cmd::Ping => match args.len() {
             1 => reply(conn, |w| w.simple("PONG")),
@@ -40,7 +46,9 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, spec: &'static CommandS
         Cmd::Auth => auth(conn, args),
         Cmd::Hello => hello(conn, args),
         Cmd::Time => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
             reply(conn, |w| {
                 w.array(2);
                 w.bulk(now.as_secs().to_string().as_bytes());
@@ -61,7 +69,11 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, spec: &'static CommandS
                     core,
                     || work(move |core| core.store.keyspace(db).map_or(0, |ks| ks.len())),
                     move |results| {
-                        let total: usize = results.into_iter().filter_map(|r| r.downcast::<usize>().ok()).map(|n| *n).sum();
+                        let total: usize = results
+                            .into_iter()
+                            .filter_map(|r| r.downcast::<usize>().ok())
+                            .map(|n| *n)
+                            .sum();
                         reply_with(resp3, |w| w.int(total as i64))
                     },
                 )
@@ -78,12 +90,23 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, spec: &'static CommandS
                         work(move |core| {
                             let mut found = Vec::new();
                             let owned = owned_slots(core);
-                            keys::collect_keys(&mut core.store, db, owned.into_iter(), &pattern, core.now, &mut found);
+                            keys::collect_keys(
+                                &mut core.store,
+                                db,
+                                owned.into_iter(),
+                                &pattern,
+                                core.now,
+                                &mut found,
+                            );
                             found
                         })
                     },
                     move |results| {
-                        let all: Vec<Vec<u8>> = results.into_iter().filter_map(|r| r.downcast::<Vec<Vec<u8>>>().ok()).flat_map(|v| *v).collect();
+                        let all: Vec<Vec<u8>> = results
+                            .into_iter()
+                            .filter_map(|r| r.downcast::<Vec<Vec<u8>>>().ok())
+                            .flat_map(|v| *v)
+                            .collect();
                         bulk_array(resp3, &all)
                     },
                 )
@@ -103,13 +126,21 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, spec: &'static CommandS
                             let shared = core.shared.clone();
                             let now = core.now;
                             let ks = core.store.db(db);
-                            (ks.len(), ks.random_key(seed, now, |slot| shared.owner(slot) == owner).map(<[u8]>::to_vec))
+                            (
+                                ks.len(),
+                                ks.random_key(seed, now, |slot| shared.owner(slot) == owner)
+                                    .map(<[u8]>::to_vec),
+                            )
                         })
                     },
                     move |results| {
-                        let picks: Vec<(usize, Option<Vec<u8>>)> =
-                            results.into_iter().filter_map(|r| r.downcast::<(usize, Option<Vec<u8>>)>().ok()).map(|b| *b).collect();
-                        let total: usize = picks.iter().filter(|p| p.1.is_some()).map(|p| p.0).sum();
+                        let picks: Vec<(usize, Option<Vec<u8>>)> = results
+                            .into_iter()
+                            .filter_map(|r| r.downcast::<(usize, Option<Vec<u8>>)>().ok())
+                            .map(|b| *b)
+                            .collect();
+                        let total: usize =
+                            picks.iter().filter(|p| p.1.is_some()).map(|p| p.0).sum();
                         if total == 0 {
                             return reply_with(resp3, |w| w.null());
                         }
@@ -125,7 +156,12 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, spec: &'static CommandS
                 )
             });
         }
-        other => reply(conn, |w| w.error(&format!("ERR '{}' is not available here", other.spec().name))),
+        other => reply(conn, |w| {
+            w.error(&format!(
+                "ERR '{}' is not available here",
+                other.spec().name
+            ))
+        }),
     }
     Flow::Next
 }
@@ -137,7 +173,9 @@ pub fn work<T: Any + Send>(f: impl FnOnce(&mut Core) -> T + Send + 'static) -> W
 
 /// The slots this core owns, ascending.
 fn owned_slots(core: &Core) -> Vec<u16> {
-    (0..SLOT_COUNT as u16).filter(|&s| core.shared.owner(s) == core.id).collect()
+    (0..SLOT_COUNT as u16)
+        .filter(|&s| core.shared.owner(s) == core.id)
+        .collect()
 }
 
 fn select(core: &Core, conn: &mut Conn, args: Args) {
@@ -157,7 +195,9 @@ fn auth(conn: &mut Conn, args: Args) {
             w.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
         }),
         3 if args.get(1) == b"default" => reply(conn, |w| w.ok()),
-        3 => reply(conn, |w| w.error("WRONGPASS invalid username-password pair or user is disabled.")),
+        3 => reply(conn, |w| {
+            w.error("WRONGPASS invalid username-password pair or user is disabled.")
+        }),
         _ => reply(conn, |w| w.error(errors::SYNTAX)),
     }
 }
@@ -174,7 +214,11 @@ fn hello(conn: &mut Conn, args: Args) {
         match int_arg(args.get(1)) {
             Ok(v @ (2 | 3)) => proto = v,
             Ok(_) => return reply(conn, |w| w.error("NOPROTO unsupported protocol version")),
-            Err(_) => return reply(conn, |w| w.error("ERR Protocol version is not an integer or out of range")),
+            Err(_) => {
+                return reply(conn, |w| {
+                    w.error("ERR Protocol version is not an integer or out of range")
+                })
+            }
         }
         i = 2;
     }
@@ -184,18 +228,27 @@ fn hello(conn: &mut Conn, args: Args) {
         let left = args.len() - i - 1;
         if opt.eq_ignore_ascii_case(b"AUTH") && left >= 2 {
             if args.get(i + 1) != b"default" {
-                return reply(conn, |w| w.error("WRONGPASS invalid username-password pair or user is disabled."));
+                return reply(conn, |w| {
+                    w.error("WRONGPASS invalid username-password pair or user is disabled.")
+                });
             }
             i += 3;
         } else if opt.eq_ignore_ascii_case(b"SETNAME") && left >= 1 {
             let candidate = args.get(i + 1);
             if !valid_client_text(candidate) {
-                return reply(conn, |w| w.error("ERR Client names cannot contain spaces, newlines or special characters."));
+                return reply(conn, |w| {
+                    w.error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    )
+                });
             }
             name = Some(candidate.to_vec());
             i += 2;
         } else {
-            let text = format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt));
+            let text = format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(opt)
+            );
             return reply(conn, |w| w.error(&text));
         }
     }
@@ -244,7 +297,12 @@ fn shutdown(core: &mut Core, conn: &mut Conn, args: Args) -> Flow {
 fn config(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
     let sub = args.get(1);
     if sub.eq_ignore_ascii_case(b"GET") && args.len() >= 3 {
-        let entries = core.shared.config.read().map(|c| c.entries()).unwrap_or_default();
+        let entries = core
+            .shared
+            .config
+            .read()
+            .map(|c| c.entries())
+            .unwrap_or_default();
         let mut matched: Vec<(&str, String)> = Vec::new();
         for pattern in args.tail(2).iter() {
             let pattern = pattern.to_ascii_lowercase();
@@ -263,7 +321,7 @@ fn config(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
                 w.bulk(value.as_bytes());
             }
         });
-    } else if sub.eq_ignore_ascii_case(b"SET") && args.len() >= 4 && args.len() % 2 == 0 {
+    } else if sub.eq_ignore_ascii_case(b"SET") && args.len() >= 4 && args.len().is_multiple_of(2) {
         let result = core.shared.config.write().map_err(|_| "ERR configuration is unavailable".to_string()).and_then(|mut cfg| {
             let mut updated = cfg.clone();
             for pair in 0..(args.len() - 2) / 2 {
@@ -305,7 +363,9 @@ fn config(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
             )
         });
     } else if sub.eq_ignore_ascii_case(b"REWRITE") && args.len() == 2 {
-        reply(conn, |w| w.error("ERR Rewriting config file is not supported by Tessera"));
+        reply(conn, |w| {
+            w.error("ERR Rewriting config file is not supported by Tessera")
+        });
     } else if sub.eq_ignore_ascii_case(b"HELP") && args.len() == 2 {
         let lines = [
             "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -325,7 +385,10 @@ fn config(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
     } else {
         let known = [&b"GET"[..], b"SET", b"RESETSTAT", b"REWRITE", b"HELP"];
         let text = if known.iter().any(|k| sub.eq_ignore_ascii_case(k)) {
-            errors::wrong_arity(&format!("config|{}", String::from_utf8_lossy(sub).to_ascii_lowercase()))
+            errors::wrong_arity(&format!(
+                "config|{}",
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            ))
         } else {
             errors::unknown_subcommand(sub, "config")
         };
@@ -353,7 +416,9 @@ fn memory(core: &Core, conn: &mut Conn, args: Args) {
             lines.iter().for_each(|l| w.simple(l));
         });
     } else if sub.eq_ignore_ascii_case(b"DOCTOR") {
-        reply(conn, |w| w.verbatim(b"No memory problems detected by Tessera."));
+        reply(conn, |w| {
+            w.verbatim(b"No memory problems detected by Tessera.")
+        });
     } else if sub.eq_ignore_ascii_case(b"PURGE") {
         reply(conn, |w| w.ok());
     } else if sub.eq_ignore_ascii_case(b"STATS") {
@@ -369,13 +434,26 @@ fn memory(core: &Core, conn: &mut Conn, args: Args) {
             w.bulk(b"jemalloc");
         });
     } else {
-        reply(conn, |w| w.error(&errors::unknown_subcommand(sub, "memory")));
+        reply(conn, |w| {
+            w.error(&errors::unknown_subcommand(sub, "memory"))
+        });
     }
 }
 
-fn flush(core: &mut Core, conn: &mut Conn, idx: usize, spec: &'static CommandSpec, args: Args) -> Flow {
+fn flush(
+    core: &mut Core,
+    conn: &mut Conn,
+    idx: usize,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> Flow {
     let (db, resp3) = (conn.db, conn.resp3);
-    let req = Request { spec, args, db, now: core.now };
+    let req = Request {
+        spec,
+        args,
+        db,
+        now: core.now,
+    };
     let all = match tessera_storage::plan(&req, core.store.databases()) {
         Ok(Effect::FlushAll) => true,
         Ok(_) => false,
@@ -389,9 +467,18 @@ fn flush(core: &mut Core, conn: &mut Conn, idx: usize, spec: &'static CommandSpe
             core,
             || {
                 work(move |core| {
-                    let effect = if all { Effect::FlushAll } else { Effect::FlushDb };
+                    let effect = if all {
+                        Effect::FlushAll
+                    } else {
+                        Effect::FlushDb
+                    };
                     let now = core.now;
-                    core.store.apply(db, now, &effect, &mut ReplyWriter::new(&mut Vec::new(), false));
+                    core.store.apply(
+                        db,
+                        now,
+                        &effect,
+                        &mut ReplyWriter::new(&mut Vec::new(), false),
+                    );
                 })
             },
             move |_| reply_with(resp3, |w| w.ok()),
@@ -424,9 +511,19 @@ fn scan(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
     })
 }
 
-fn scan_step(shared: std::sync::Arc<crate::server::Shared>, db: usize, resp3: bool, mut opts: ScanOptions, mut found: Vec<Vec<u8>>) -> Step {
+fn scan_step(
+    shared: std::sync::Arc<crate::server::Shared>,
+    db: usize,
+    resp3: bool,
+    mut opts: ScanOptions,
+    mut found: Vec<Vec<u8>>,
+) -> Step {
     if found.len() >= opts.count || opts.cursor >= SLOT_COUNT as u64 {
-        let cursor = if opts.cursor >= SLOT_COUNT as u64 { 0 } else { opts.cursor };
+        let cursor = if opts.cursor >= SLOT_COUNT as u64 {
+            0
+        } else {
+            opts.cursor
+        };
         return reply_with(resp3, |w| {
             w.array(2);
             w.bulk(cursor.to_string().as_bytes());
@@ -437,7 +534,12 @@ fn scan_step(shared: std::sync::Arc<crate::server::Shared>, db: usize, resp3: bo
     let owner = shared.owner(opts.cursor as u16);
     let start = opts.cursor as u16;
     let wanted = opts.count - found.len();
-    let call_opts = ScanOptions { cursor: opts.cursor, pattern: opts.pattern.clone(), count: wanted, type_name: opts.type_name.clone() };
+    let call_opts = ScanOptions {
+        cursor: opts.cursor,
+        pattern: opts.pattern.clone(),
+        count: wanted,
+        type_name: opts.type_name.clone(),
+    };
     let call = work(move |core: &mut Core| {
         let shared = core.shared.clone();
         let slots = (start..SLOT_COUNT as u16).take_while(|&s| shared.owner(s) == owner);
@@ -457,7 +559,9 @@ fn scan_step(shared: std::sync::Arc<crate::server::Shared>, db: usize, resp3: bo
             found.extend(keys);
             opts.cursor = match next {
                 Some(slot) => slot as u64,
-                None => (start as u64..SLOT_COUNT as u64).find(|&s| shared.owner(s as u16) != owner).unwrap_or(SLOT_COUNT as u64),
+                None => (start as u64..SLOT_COUNT as u64)
+                    .find(|&s| shared.owner(s as u16) != owner)
+                    .unwrap_or(SLOT_COUNT as u64),
             };
             scan_step(shared, db, resp3, opts, found)
         }),

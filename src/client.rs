@@ -28,7 +28,9 @@ impl Filter {
             && self.addr.as_ref().is_none_or(|a| *a == conn.addr)
             && self.laddr.as_ref().is_none_or(|a| *a == conn.laddr)
             && self.user.as_ref().is_none_or(|u| u == "default")
-            && self.max_age.is_none_or(|age| now.saturating_sub(conn.created_ms) / 1000 >= age)
+            && self
+                .max_age
+                .is_none_or(|age| now.saturating_sub(conn.created_ms) / 1000 >= age)
             && self.skip != Some(conn.id)
             && self.type_normal != Some(false)
     }
@@ -36,7 +38,12 @@ impl Filter {
 
 /// One CLIENT LIST line, with Redis's field names.
 pub fn describe(conn: &Conn, now: u64) -> String {
-    let text = |v: &Option<Vec<u8>>| v.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+    let text = |v: &Option<Vec<u8>>| {
+        v.as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
+            .into_owned()
+    };
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         conn.id,
@@ -60,22 +67,40 @@ pub fn describe(conn: &Conn, now: u64) -> String {
     )
 }
 
-fn parse_filter(args: Args, from: usize, caller: u64, for_kill: bool) -> Result<Filter, errors::Error> {
-    let mut filter = Filter { skip: for_kill.then_some(caller), ..Filter::default() };
+fn parse_filter(
+    args: Args,
+    from: usize,
+    caller: u64,
+    for_kill: bool,
+) -> Result<Filter, errors::Error> {
+    let mut filter = Filter {
+        skip: for_kill.then_some(caller),
+        ..Filter::default()
+    };
     let mut i = from;
     while i < args.len() {
         let opt = args.get(i).to_ascii_uppercase();
-        let Some(value) = (i + 1 < args.len()).then(|| args.get(i + 1)) else { return Err(errors::SYNTAX.into()) };
+        let Some(value) = (i + 1 < args.len()).then(|| args.get(i + 1)) else {
+            return Err(errors::SYNTAX.into());
+        };
         let text = String::from_utf8_lossy(value).into_owned();
         match opt.as_slice() {
             b"ID" if !for_kill => {
                 for id in args.tail(i + 1).iter() {
-                    let n = errors::int_arg(id).ok().filter(|&n| n > 0).ok_or("ERR Invalid client ID")?;
+                    let n = errors::int_arg(id)
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or("ERR Invalid client ID")?;
                     filter.ids.push(n as u64);
                 }
                 return Ok(filter);
             }
-            b"ID" => filter.ids.push(errors::int_arg(value).ok().filter(|&n| n > 0).ok_or("ERR client-id should be greater than 0")? as u64),
+            b"ID" => filter.ids.push(
+                errors::int_arg(value)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("ERR client-id should be greater than 0")? as u64,
+            ),
             b"TYPE" => {
                 filter.type_normal = match text.to_ascii_lowercase().as_str() {
                     "normal" => Some(true),
@@ -135,12 +160,17 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
         b"KILL" => argc >= 3,
         b"LIST" => argc >= 2,
         _ => {
-            reply(conn, |w| w.error(&errors::unknown_subcommand(args.get(1), "client")));
+            reply(conn, |w| {
+                w.error(&errors::unknown_subcommand(args.get(1), "client"))
+            });
             return Flow::Next;
         }
     };
     if !arity_ok {
-        let name = format!("client|{}", String::from_utf8_lossy(&sub).to_ascii_lowercase());
+        let name = format!(
+            "client|{}",
+            String::from_utf8_lossy(&sub).to_ascii_lowercase()
+        );
         reply(conn, |w| w.error(&errors::wrong_arity(&name)));
         return Flow::Next;
     }
@@ -159,7 +189,11 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
         b"SETNAME" => {
             let name = args.get(2);
             if !valid_client_text(name) {
-                reply(conn, |w| w.error("ERR Client names cannot contain spaces, newlines or special characters."));
+                reply(conn, |w| {
+                    w.error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    )
+                });
             } else {
                 conn.name = (!name.is_empty()).then(|| name.to_vec());
                 reply(conn, |w| w.ok());
@@ -172,13 +206,17 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
                 b"LIB-NAME" => "lib-name",
                 b"LIB-VER" => "lib-ver",
                 _ => {
-                    let text = format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(args.get(2)));
+                    let text = format!(
+                        "ERR Unrecognized option '{}'",
+                        String::from_utf8_lossy(args.get(2))
+                    );
                     reply(conn, |w| w.error(&text));
                     return Flow::Next;
                 }
             };
             if !valid_client_text(value) {
-                let text = format!("ERR {field} cannot contain spaces, newlines or special characters.");
+                let text =
+                    format!("ERR {field} cannot contain spaces, newlines or special characters.");
                 reply(conn, |w| w.error(&text));
                 return Flow::Next;
             }
@@ -230,12 +268,20 @@ fn list(core: &mut Core, conn: &mut Conn, idx: usize, filter: Filter) -> Flow {
                 let filter = filter.clone();
                 work(move |core| {
                     let now = core.now;
-                    core.conns.iter().flatten().filter(|c| filter.matches(c, now)).map(|c| (c.id, describe(c, now))).collect::<Vec<_>>()
+                    core.conns
+                        .iter()
+                        .flatten()
+                        .filter(|c| filter.matches(c, now))
+                        .map(|c| (c.id, describe(c, now)))
+                        .collect::<Vec<_>>()
                 })
             },
             move |results| {
-                let mut lines: Vec<(u64, String)> =
-                    results.into_iter().filter_map(|r| r.downcast::<Vec<(u64, String)>>().ok()).flat_map(|v| *v).collect();
+                let mut lines: Vec<(u64, String)> = results
+                    .into_iter()
+                    .filter_map(|r| r.downcast::<Vec<(u64, String)>>().ok())
+                    .flat_map(|v| *v)
+                    .collect();
                 lines.sort_by_key(|(id, _)| *id);
                 let text: String = lines.into_iter().map(|(_, l)| l).collect();
                 reply_with(resp3, |w| w.verbatim(text.as_bytes()))
@@ -247,7 +293,10 @@ fn list(core: &mut Core, conn: &mut Conn, idx: usize, filter: Filter) -> Flow {
 fn kill(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
     let legacy = args.len() == 3;
     let filter = if legacy {
-        Filter { addr: Some(String::from_utf8_lossy(args.get(2)).into_owned()), ..Filter::default() }
+        Filter {
+            addr: Some(String::from_utf8_lossy(args.get(2)).into_owned()),
+            ..Filter::default()
+        }
     } else {
         match parse_filter(args, 2, conn.id, true) {
             Ok(f) => f,
@@ -269,7 +318,11 @@ fn kill(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
                         .conns
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, c)| c.as_ref().filter(|c| filter.matches(c, now)).map(|c| (i, c.id)))
+                        .filter_map(|(i, c)| {
+                            c.as_ref()
+                                .filter(|c| filter.matches(c, now))
+                                .map(|c| (i, c.id))
+                        })
                         .collect();
                     for &(i, id) in &matched {
                         if id == caller {
@@ -285,9 +338,19 @@ fn kill(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
                 })
             },
             move |results| {
-                let killed: usize = results.into_iter().filter_map(|r| r.downcast::<usize>().ok()).map(|n| *n).sum();
+                let killed: usize = results
+                    .into_iter()
+                    .filter_map(|r| r.downcast::<usize>().ok())
+                    .map(|n| *n)
+                    .sum();
                 if legacy {
-                    reply_with(resp3, |w| if killed > 0 { w.ok() } else { w.error("ERR No such client") })
+                    reply_with(resp3, |w| {
+                        if killed > 0 {
+                            w.ok()
+                        } else {
+                            w.error("ERR No such client")
+                        }
+                    })
                 } else {
                     reply_with(resp3, |w| w.int(killed as i64))
                 }

@@ -45,9 +45,21 @@ impl Default for Config {
             tcp_keepalive: 300,
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
-            output_normal: OutputLimit { hard: 0, soft: 0, soft_seconds: 0 },
-            output_replica: OutputLimit { hard: 256 << 20, soft: 64 << 20, soft_seconds: 60 },
-            output_pubsub: OutputLimit { hard: 32 << 20, soft: 8 << 20, soft_seconds: 60 },
+            output_normal: OutputLimit {
+                hard: 0,
+                soft: 0,
+                soft_seconds: 0,
+            },
+            output_replica: OutputLimit {
+                hard: 256 << 20,
+                soft: 64 << 20,
+                soft_seconds: 60,
+            },
+            output_pubsub: OutputLimit {
+                hard: 32 << 20,
+                soft: 8 << 20,
+                soft_seconds: 60,
+            },
             hz: 10,
             loglevel: "notice".into(),
             dir: ".".into(),
@@ -66,9 +78,22 @@ enum Mutability {
 /// Directives Redis has that Tessera accepts in a config file but that do not apply to it
 /// (persistence of a single-node cache, daemonizing); they are logged and otherwise ignored.
 const IGNORED: &[&str] = &[
-    "save", "appendonly", "daemonize", "supervised", "pidfile", "logfile", "protected-mode",
-    "tcp-backlog", "always-show-logo", "set-proc-title", "stop-writes-on-bgsave-error",
-    "rdbcompression", "rdbchecksum", "dbfilename", "appendfilename", "appendfsync",
+    "save",
+    "appendonly",
+    "daemonize",
+    "supervised",
+    "pidfile",
+    "logfile",
+    "protected-mode",
+    "tcp-backlog",
+    "always-show-logo",
+    "set-proc-title",
+    "stop-writes-on-bgsave-error",
+    "rdbcompression",
+    "rdbchecksum",
+    "dbfilename",
+    "appendfilename",
+    "appendfsync",
 ];
 
 const DIRECTIVES: &[(&str, Mutability)] = &[
@@ -110,7 +135,9 @@ pub fn parse_memory(text: &str) -> Option<u64> {
 }
 
 fn parse_num<T: std::str::FromStr>(value: &str, name: &str) -> Result<T, String> {
-    value.parse().map_err(|_| format!("argument couldn't be parsed into an integer for '{name}'"))
+    value
+        .parse()
+        .map_err(|_| format!("argument couldn't be parsed into an integer for '{name}'"))
 }
 
 impl Config {
@@ -122,15 +149,24 @@ impl Config {
             return Ok(());
         }
         let Some((_, mutability)) = DIRECTIVES.iter().find(|(n, _)| *n == name) else {
-            return Err(format!("Unknown option or number of arguments for CONFIG SET - '{name}'"));
+            return Err(format!(
+                "Unknown option or number of arguments for CONFIG SET - '{name}'"
+            ));
         };
         if *mutability == Mutability::Startup && !startup {
             return Err(format!("Unsupported CONFIG parameter: {name}"));
         }
-        let memory = |v: &str| parse_memory(v).ok_or_else(|| "argument must be a memory value".to_string());
+        let memory =
+            |v: &str| parse_memory(v).ok_or_else(|| "argument must be a memory value".to_string());
         match name.as_str() {
             "port" => self.port = parse_num(value, &name)?,
-            "bind" => self.bind = value.split_whitespace().next().unwrap_or("127.0.0.1").to_string(),
+            "bind" => {
+                self.bind = value
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("127.0.0.1")
+                    .to_string()
+            }
             "io-threads" => self.threads = parse_num::<usize>(value, &name)?.max(1),
             "databases" => {
                 self.databases = parse_num(value, &name)?;
@@ -173,12 +209,15 @@ impl Config {
     /// `client-output-buffer-limit <class> <hard> <soft> <soft seconds>`, repeated.
     fn set_output_limits(&mut self, value: &str) -> Result<(), String> {
         let words: Vec<&str> = value.split_whitespace().collect();
-        if words.is_empty() || words.len() % 4 != 0 {
+        if words.is_empty() || !words.len().is_multiple_of(4) {
             return Err("Wrong number of arguments in buffer limit configuration.".into());
         }
         let mut updated = Vec::new();
         for group in words.chunks(4) {
-            let bad = || "Error in hard, soft or soft_seconds setting in buffer limit configuration.".to_string();
+            let bad = || {
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+                    .to_string()
+            };
             let limit = OutputLimit {
                 hard: parse_memory(group[1]).ok_or_else(bad)?,
                 soft: parse_memory(group[2]).ok_or_else(bad)?,
@@ -187,7 +226,11 @@ impl Config {
             let class = group[0].to_ascii_lowercase();
             match class.as_str() {
                 "normal" | "replica" | "slave" | "pubsub" => updated.push((class, limit)),
-                _ => return Err("Invalid client class specified in buffer limit configuration.".into()),
+                _ => {
+                    return Err(
+                        "Invalid client class specified in buffer limit configuration.".into(),
+                    )
+                }
             }
         }
         for (class, limit) in updated {
@@ -202,7 +245,8 @@ impl Config {
 
     /// Reads a redis.conf-style file: one `directive value...` per line, `#` comments.
     pub fn load_file(&mut self, path: &str) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {path}: {e}"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {path}: {e}"))?;
         for (lineno, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -210,7 +254,8 @@ impl Config {
             }
             let (name, value) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
             let value = value.trim().trim_matches('"');
-            self.set(name, value, true).map_err(|e| format!("{path}:{}: '{line}': {e}", lineno + 1))?;
+            self.set(name, value, true)
+                .map_err(|e| format!("{path}:{}: '{line}': {e}", lineno + 1))?;
         }
         self.config_file = Some(path.to_string());
         Ok(())
@@ -220,8 +265,20 @@ impl Config {
     pub fn entries(&self) -> Vec<(&'static str, String)> {
         let limits = {
             let mut s = String::new();
-            for (class, l) in [("normal", self.output_normal), ("slave", self.output_replica), ("pubsub", self.output_pubsub)] {
-                let _ = write!(s, "{}{} {} {} {}", if s.is_empty() { "" } else { " " }, class, l.hard, l.soft, l.soft_seconds);
+            for (class, l) in [
+                ("normal", self.output_normal),
+                ("slave", self.output_replica),
+                ("pubsub", self.output_pubsub),
+            ] {
+                let _ = write!(
+                    s,
+                    "{}{} {} {} {}",
+                    if s.is_empty() { "" } else { " " },
+                    class,
+                    l.hard,
+                    l.soft,
+                    l.soft_seconds
+                );
             }
             s
         };
@@ -234,7 +291,10 @@ impl Config {
             ("timeout", self.timeout.to_string()),
             ("tcp-keepalive", self.tcp_keepalive.to_string()),
             ("proto-max-bulk-len", self.proto_max_bulk_len.to_string()),
-            ("client-query-buffer-limit", self.client_query_buffer_limit.to_string()),
+            (
+                "client-query-buffer-limit",
+                self.client_query_buffer_limit.to_string(),
+            ),
             ("client-output-buffer-limit", limits),
             ("hz", self.hz.to_string()),
             ("loglevel", self.loglevel.clone()),
@@ -263,11 +323,24 @@ mod tests {
         let mut c = Config::default();
         c.set("timeout", "30", false).unwrap();
         assert_eq!(c.timeout, 30);
-        assert!(c.set("port", "7000", false).is_err(), "port is fixed at run time");
+        assert!(
+            c.set("port", "7000", false).is_err(),
+            "port is fixed at run time"
+        );
         assert!(c.set("nonsense", "1", true).is_err());
-        c.set("client-output-buffer-limit", "normal 10mb 5mb 10", false).unwrap();
-        assert_eq!(c.output_normal, OutputLimit { hard: 10 << 20, soft: 5 << 20, soft_seconds: 10 });
-        assert!(c.set("client-output-buffer-limit", "bogus 1 1 1", false).is_err());
+        c.set("client-output-buffer-limit", "normal 10mb 5mb 10", false)
+            .unwrap();
+        assert_eq!(
+            c.output_normal,
+            OutputLimit {
+                hard: 10 << 20,
+                soft: 5 << 20,
+                soft_seconds: 10
+            }
+        );
+        assert!(c
+            .set("client-output-buffer-limit", "bogus 1 1 1", false)
+            .is_err());
         assert!(c.set("proto-max-bulk-len", "10", false).is_err());
     }
 

@@ -37,7 +37,13 @@ pub struct Cycle {
 
 impl Cycle {
     pub fn new(id: u64) -> Cycle {
-        Cycle { id, parts: Vec::new(), staged: Vec::new(), filled: Vec::new(), waiting: 0 }
+        Cycle {
+            id,
+            parts: Vec::new(),
+            staged: Vec::new(),
+            filled: Vec::new(),
+            waiting: 0,
+        }
     }
 
     /// Adds a reply that will arrive later; returns its index.
@@ -157,7 +163,8 @@ impl Conn {
             let len = self.rbuf.len();
             let spare = self.rbuf.capacity() - len;
             // SAFETY: the spare capacity is written by read() before it becomes part of len.
-            let dst = unsafe { std::slice::from_raw_parts_mut(self.rbuf.as_mut_ptr().add(len), spare) };
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(self.rbuf.as_mut_ptr().add(len), spare) };
             match socket::read(self.fd, dst) {
                 Io::Done(n) => {
                     // SAFETY: read() initialised n bytes of the spare capacity.

@@ -72,14 +72,35 @@ pub enum Msg {
     Replies(Box<BatchReplies>),
     /// Runs `work` here and sends the result to `from`; `txn` is set when it belongs to a
     /// multi-core command that has reserved this core.
-    Call { from: usize, ticket: u64, index: usize, txn: Option<u64>, work: Work },
-    CallDone { ticket: u64, index: usize, result: Box<dyn Any + Send> },
+    Call {
+        from: usize,
+        ticket: u64,
+        index: usize,
+        txn: Option<u64>,
+        work: Work,
+    },
+    CallDone {
+        ticket: u64,
+        index: usize,
+        result: Box<dyn Any + Send>,
+    },
     /// Asks this core to run nothing but `txn`'s calls until released.
-    Reserve { from: usize, ticket: u64, txn: u64 },
-    Reserved { ticket: u64 },
-    Release { txn: u64 },
+    Reserve {
+        from: usize,
+        ticket: u64,
+        txn: u64,
+    },
+    Reserved {
+        ticket: u64,
+    },
+    Release {
+        txn: u64,
+    },
     /// A new connection handed over to balance the cores.
-    Adopt { fd: i32, addr: String },
+    Adopt {
+        fd: i32,
+        addr: String,
+    },
 }
 
 /// A multi-core command this core coordinates.
@@ -191,8 +212,14 @@ impl Core {
             return;
         }
         loop {
-            let busy = !self.ready.is_empty() || !self.loopback.is_empty() || self.overflow.iter().any(|q| !q.is_empty());
-            let mut timeout = if busy { 0 } else { self.next_tick.saturating_sub(unix_ms()).min(1000) as i32 };
+            let busy = !self.ready.is_empty()
+                || !self.loopback.is_empty()
+                || self.overflow.iter().any(|q| !q.is_empty());
+            let mut timeout = if busy {
+                0
+            } else {
+                self.next_tick.saturating_sub(unix_ms()).min(1000) as i32
+            };
             let mailbox = &self.shared.mailboxes[self.id];
             if timeout > 0 && !mailbox.prepare_sleep() {
                 timeout = 0;
@@ -228,7 +255,9 @@ impl Core {
     }
 
     fn on_socket_event(&mut self, idx: usize, ev: &Event) {
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
         if ev.readable || ev.closed {
             conn.readable = true;
             self.ready.push(idx);
@@ -269,8 +298,16 @@ impl Core {
         }
         shared.clients.fetch_add(1, Ordering::Relaxed);
         shared.connections_received.fetch_add(1, Ordering::Relaxed);
-        let loads: Vec<usize> = shared.core_clients.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-        let (least, &min) = loads.iter().enumerate().min_by_key(|(_, &n)| n).unwrap_or((self.id, &0));
+        let loads: Vec<usize> = shared
+            .core_clients
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let (least, &min) = loads
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, &n)| n)
+            .unwrap_or((self.id, &0));
         if least != self.id && loads[self.id] > min {
             shared.core_clients[least].fetch_add(1, Ordering::Relaxed);
             self.send(least, Msg::Adopt { fd, addr });
@@ -282,7 +319,13 @@ impl Core {
 
     fn add_connection(&mut self, fd: i32, addr: String) {
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn::new(fd, id, addr, self.now, self.config.proto_max_bulk_len as usize);
+        let conn = Conn::new(
+            fd,
+            id,
+            addr,
+            self.now,
+            self.config.proto_max_bulk_len as usize,
+        );
         let idx = match self.free_slots.pop() {
             Some(idx) => {
                 self.conns[idx] = Some(conn);
@@ -325,11 +368,16 @@ impl Core {
 
     /// Reads what a connection sent and runs its requests, unless it has to wait.
     fn serve(&mut self, idx: usize) {
-        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else { return };
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
         let held_back = self.reserved_by.is_some() || self.overflow.iter().any(|q| !q.is_empty());
         if held_back {
             self.stalled.push(idx);
-        } else if conn.cycle.is_none() && !self.shared.shutdown.load(Ordering::Relaxed) && conn.pending_output() < OUTPUT_PAUSE {
+        } else if conn.cycle.is_none()
+            && !self.shared.shutdown.load(Ordering::Relaxed)
+            && conn.pending_output() < OUTPUT_PAUSE
+        {
             let read = conn.fill();
             self.stats.net_input += read as u64;
             if read > 0 {
@@ -340,7 +388,11 @@ impl Core {
                 conn.dead = true;
             }
             self.run_requests(&mut conn, idx);
-            if conn.cycle.is_none() && conn.readable && !conn.dead && conn.pending_output() < OUTPUT_PAUSE {
+            if conn.cycle.is_none()
+                && conn.readable
+                && !conn.dead
+                && conn.pending_output() < OUTPUT_PAUSE
+            {
                 self.ready.push(idx);
             }
         }
@@ -357,7 +409,11 @@ impl Core {
         let mut parser = std::mem::take(&mut conn.parser);
         let mut pos = conn.rpos;
         while !conn.dead && !conn.close_after_reply {
-            if conn.cycle.as_ref().is_some_and(|c| c.parts.len() >= MAX_PARTS) {
+            if conn
+                .cycle
+                .as_ref()
+                .is_some_and(|c| c.parts.len() >= MAX_PARTS)
+            {
                 break;
             }
             let input = &rbuf[pos..];
@@ -398,23 +454,47 @@ impl Core {
     /// Runs a key command on this core's store, replying into the connection.
     pub fn execute_local(&mut self, conn: &mut Conn, spec: &'static CommandSpec, args: Args) {
         let start = conn.out_len();
-        let req = Request { spec, args, db: conn.db, now: self.now };
+        let req = Request {
+            spec,
+            args,
+            db: conn.db,
+            now: self.now,
+        };
         let resp3 = conn.resp3;
-        self.store.execute(&req, &mut ReplyWriter::new(conn.out(), resp3));
+        self.store
+            .execute(&req, &mut ReplyWriter::new(conn.out(), resp3));
         conn.commit(start);
     }
 
     /// Queues a key command for the core that owns its keys.
-    pub fn execute_remote(&mut self, conn: &mut Conn, idx: usize, owner: usize, spec: &'static CommandSpec, args: Args) {
+    pub fn execute_remote(
+        &mut self,
+        conn: &mut Conn,
+        idx: usize,
+        owner: usize,
+        spec: &'static CommandSpec,
+        args: Args,
+    ) {
         let cycle_id = self.next_cycle;
         let cycle = conn.cycle.get_or_insert_with(|| Cycle::new(cycle_id));
         if cycle.id == cycle_id {
             self.next_cycle += 1;
         }
         let part = cycle.expect();
-        let target = Target { idx, id: conn.id, cycle: cycle.id, part };
+        let target = Target {
+            idx,
+            id: conn.id,
+            cycle: cycle.id,
+            part,
+        };
         let batch = self.batches[owner].get_or_insert_with(|| {
-            Box::new(Batch { from: 0, conn: target, data: Vec::new(), spans: Vec::new(), cmds: Vec::new() })
+            Box::new(Batch {
+                from: 0,
+                conn: target,
+                data: Vec::new(),
+                spans: Vec::new(),
+                cmds: Vec::new(),
+            })
         });
         batch.from = self.id;
         let first = batch.spans.len();
@@ -424,7 +504,13 @@ impl Core {
             batch.spans.push(start..batch.data.len());
         }
         let db = conn.db as u16;
-        batch.cmds.push(BatchCmd { spec, db, resp3: conn.resp3, args: first..batch.spans.len(), part });
+        batch.cmds.push(BatchCmd {
+            spec,
+            db,
+            resp3: conn.resp3,
+            args: first..batch.spans.len(),
+            part,
+        });
     }
 
     fn send_batches(&mut self) {
@@ -445,14 +531,35 @@ impl Core {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let txn = ((self.id as u64) << 48) | ticket;
-        let target = Target { idx, id: conn.id, cycle: cycle_id, part };
+        let target = Target {
+            idx,
+            id: conn.id,
+            cycle: cycle_id,
+            part,
+        };
         let first_core = op.reserve.first().copied();
         self.pending.insert(
             ticket,
-            Pending { target, reserve: op.reserve, reserved: 0, txn, step: Some(op.step), cont: None, results: Vec::new(), outstanding: 0 },
+            Pending {
+                target,
+                reserve: op.reserve,
+                reserved: 0,
+                txn,
+                step: Some(op.step),
+                cont: None,
+                results: Vec::new(),
+                outstanding: 0,
+            },
         );
         match first_core {
-            Some(core) => self.send(core, Msg::Reserve { from: self.id, ticket, txn }),
+            Some(core) => self.send(
+                core,
+                Msg::Reserve {
+                    from: self.id,
+                    ticket,
+                    txn,
+                },
+            ),
             None => self.advance(ticket),
         }
     }
@@ -460,7 +567,9 @@ impl Core {
     /// Moves a coordinated command on: sends its next calls, or delivers its reply.
     fn advance(&mut self, ticket: u64) {
         loop {
-            let Some(p) = self.pending.get_mut(&ticket) else { return };
+            let Some(p) = self.pending.get_mut(&ticket) else {
+                return;
+            };
             match p.step.take() {
                 Some(Step::Calls(calls, cont)) => {
                     if calls.is_empty() {
@@ -472,12 +581,23 @@ impl Core {
                     p.outstanding = calls.len();
                     let txn = (!p.reserve.is_empty()).then_some(p.txn);
                     for (index, (core, work)) in calls.into_iter().enumerate() {
-                        self.send(core, Msg::Call { from: self.id, ticket, index, txn, work });
+                        self.send(
+                            core,
+                            Msg::Call {
+                                from: self.id,
+                                ticket,
+                                index,
+                                txn,
+                                work,
+                            },
+                        );
                     }
                     return;
                 }
                 Some(Step::Reply(bytes)) => {
-                    let Some(p) = self.pending.remove(&ticket) else { return };
+                    let Some(p) = self.pending.remove(&ticket) else {
+                        return;
+                    };
                     for &core in &p.reserve {
                         self.send(core, Msg::Release { txn: p.txn });
                     }
@@ -491,12 +611,21 @@ impl Core {
     }
 
     /// Hands replies to the connection they belong to, if it is still there.
-    fn deliver(&mut self, target: Target, data: Vec<u8>, parts: impl IntoIterator<Item = (usize, Range<usize>)>) {
-        let Some(conn) = self.conns.get_mut(target.idx).and_then(Option::as_mut) else { return };
+    fn deliver(
+        &mut self,
+        target: Target,
+        data: Vec<u8>,
+        parts: impl IntoIterator<Item = (usize, Range<usize>)>,
+    ) {
+        let Some(conn) = self.conns.get_mut(target.idx).and_then(Option::as_mut) else {
+            return;
+        };
         if conn.id != target.id {
             return;
         }
-        let Some(cycle) = conn.cycle.as_mut().filter(|c| c.id == target.cycle) else { return };
+        let Some(cycle) = conn.cycle.as_mut().filter(|c| c.id == target.cycle) else {
+            return;
+        };
         cycle.fill(data, parts);
         if cycle.waiting == 0 {
             if let Some(cycle) = conn.cycle.take() {
@@ -561,7 +690,9 @@ impl Core {
                     continue;
                 }
                 for _ in 0..256 {
-                    let Some(msg) = self.shared.mailboxes[self.id].pop(from) else { break };
+                    let Some(msg) = self.shared.mailboxes[self.id].pop(from) else {
+                        break;
+                    };
                     got = true;
                     self.handle(msg);
                 }
@@ -582,13 +713,19 @@ impl Core {
                 let BatchReplies { conn, data, parts } = *r;
                 self.deliver(conn, data, parts);
             }
-            Msg::CallDone { ticket, index, result } => self.call_done(ticket, index, result),
+            Msg::CallDone {
+                ticket,
+                index,
+                result,
+            } => self.call_done(ticket, index, result),
             Msg::Reserved { ticket } => self.reserved(ticket),
             Msg::Release { txn } => {
                 if self.reserved_by == Some(txn) {
                     self.reserved_by = None;
                     while self.reserved_by.is_none() {
-                        let Some(msg) = self.deferred.pop_front() else { break };
+                        let Some(msg) = self.deferred.pop_front() else {
+                            break;
+                        };
                         self.handle(msg);
                     }
                     if self.reserved_by.is_none() {
@@ -597,14 +734,40 @@ impl Core {
                 }
             }
             Msg::Adopt { fd, addr } => self.add_connection(fd, addr),
-            Msg::Call { txn: Some(t), from, ticket, index, work } if self.reserved_by == Some(t) => {
+            Msg::Call {
+                txn: Some(t),
+                from,
+                ticket,
+                index,
+                work,
+            } if self.reserved_by == Some(t) => {
                 let result = work(self);
-                self.send(from, Msg::CallDone { ticket, index, result });
+                self.send(
+                    from,
+                    Msg::CallDone {
+                        ticket,
+                        index,
+                        result,
+                    },
+                );
             }
             msg if self.reserved_by.is_some() => self.deferred.push_back(msg),
-            Msg::Call { from, ticket, index, work, .. } => {
+            Msg::Call {
+                from,
+                ticket,
+                index,
+                work,
+                ..
+            } => {
                 let result = work(self);
-                self.send(from, Msg::CallDone { ticket, index, result });
+                self.send(
+                    from,
+                    Msg::CallDone {
+                        ticket,
+                        index,
+                        result,
+                    },
+                );
             }
             Msg::Reserve { from, ticket, txn } => {
                 self.reserved_by = Some(txn);
@@ -615,30 +778,51 @@ impl Core {
     }
 
     fn run_batch(&mut self, batch: Batch) {
-        let mut replies = BatchReplies { conn: batch.conn, data: Vec::with_capacity(batch.data.len()), parts: Vec::with_capacity(batch.cmds.len()) };
+        let mut replies = BatchReplies {
+            conn: batch.conn,
+            data: Vec::with_capacity(batch.data.len()),
+            parts: Vec::with_capacity(batch.cmds.len()),
+        };
         for cmd in &batch.cmds {
             let start = replies.data.len();
             let args = Args::from_spans(&batch.data, &batch.spans[cmd.args.clone()]);
-            let req = Request { spec: cmd.spec, args, db: cmd.db as usize, now: self.now };
-            self.store.execute(&req, &mut ReplyWriter::new(&mut replies.data, cmd.resp3));
+            let req = Request {
+                spec: cmd.spec,
+                args,
+                db: cmd.db as usize,
+                now: self.now,
+            };
+            self.store
+                .execute(&req, &mut ReplyWriter::new(&mut replies.data, cmd.resp3));
             replies.parts.push((cmd.part, start..replies.data.len()));
         }
         self.send(batch.from, Msg::Replies(Box::new(replies)));
     }
 
     fn reserved(&mut self, ticket: u64) {
-        let Some(p) = self.pending.get_mut(&ticket) else { return };
+        let Some(p) = self.pending.get_mut(&ticket) else {
+            return;
+        };
         p.reserved += 1;
         if p.reserved < p.reserve.len() {
             let (core, txn) = (p.reserve[p.reserved], p.txn);
-            self.send(core, Msg::Reserve { from: self.id, ticket, txn });
+            self.send(
+                core,
+                Msg::Reserve {
+                    from: self.id,
+                    ticket,
+                    txn,
+                },
+            );
         } else {
             self.advance(ticket);
         }
     }
 
     fn call_done(&mut self, ticket: u64, index: usize, result: Box<dyn Any + Send>) {
-        let Some(p) = self.pending.get_mut(&ticket) else { return };
+        let Some(p) = self.pending.get_mut(&ticket) else {
+            return;
+        };
         p.results[index] = Some(result);
         p.outstanding -= 1;
         if p.outstanding == 0 {
@@ -657,7 +841,9 @@ impl Core {
         dirty.sort_unstable();
         dirty.dedup();
         for &idx in &dirty {
-            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
+            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
             let was_paused = conn.pending_output() >= OUTPUT_PAUSE;
             let written = conn.flush();
             self.stats.net_output += written as u64;
@@ -675,7 +861,8 @@ impl Core {
             } else {
                 conn.over_soft_since = None;
             }
-            let finished = conn.close_after_reply && conn.cycle.is_none() && conn.pending_output() == 0;
+            let finished =
+                conn.close_after_reply && conn.cycle.is_none() && conn.pending_output() == 0;
             if conn.dead || finished {
                 self.close_connection(idx);
             } else if was_paused && conn.pending_output() < OUTPUT_PAUSE {
@@ -699,7 +886,8 @@ impl Core {
             self.config_epoch = epoch;
             self.store.max_bulk_len = self.config.proto_max_bulk_len as usize;
             for conn in self.conns.iter_mut().flatten() {
-                conn.parser.set_max_bulk_len(self.config.proto_max_bulk_len as usize);
+                conn.parser
+                    .set_max_bulk_len(self.config.proto_max_bulk_len as usize);
             }
         }
         let period = 1000 / self.config.hz.max(1) as u64;
@@ -712,7 +900,9 @@ impl Core {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
-                .filter(|(_, c)| c.cycle.is_none() && self.now.saturating_sub(c.last_active_ms) > idle_limit)
+                .filter(|(_, c)| {
+                    c.cycle.is_none() && self.now.saturating_sub(c.last_active_ms) > idle_limit
+                })
                 .map(|(i, _)| i)
                 .collect();
             for idx in idle {
@@ -732,7 +922,8 @@ impl Core {
             loop {
                 let (examined, reclaimed) = self.store.db(db).expire_step(self.now, 16);
                 let mostly_live = reclaimed * 10 < examined;
-                if examined == 0 || mostly_live || started.elapsed().as_millis() as u64 >= budget_ms {
+                if examined == 0 || mostly_live || started.elapsed().as_millis() as u64 >= budget_ms
+                {
                     break;
                 }
             }
@@ -783,7 +974,9 @@ impl Conn {
     }
 
     pub fn out_len(&self) -> usize {
-        self.cycle.as_ref().map_or(self.wbuf.len(), |c| c.staged.len())
+        self.cycle
+            .as_ref()
+            .map_or(self.wbuf.len(), |c| c.staged.len())
     }
 
     /// Records the reply written since `start` as the next part of the cycle, if any.

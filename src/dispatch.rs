@@ -46,7 +46,9 @@ fn unknown_command(args: Args) -> String {
 /// Whether the storage layer runs this command (it reads or writes keys).
 fn is_storage_command(spec: &CommandSpec, args: &Args) -> bool {
     match spec.cmd {
-        Cmd::Keys | Cmd::Scan | Cmd::RandomKey | Cmd::DbSize | Cmd::FlushDb | Cmd::FlushAll => false,
+        Cmd::Keys | Cmd::Scan | Cmd::RandomKey | Cmd::DbSize | Cmd::FlushDb | Cmd::FlushAll => {
+            false
+        }
         Cmd::Memory => args.get(1).eq_ignore_ascii_case(b"USAGE"),
         _ => matches!(spec.group, "string" | "generic"),
     }
@@ -58,7 +60,12 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
         return Flow::Next;
     };
     if !spec.arity_ok(args.len()) {
-        reply(conn, |w| w.error(&format!("ERR wrong number of arguments for '{}' command", spec.name)));
+        reply(conn, |w| {
+            w.error(&format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name
+            ))
+        });
         return Flow::Next;
     }
     conn.last_cmd = spec.name;
@@ -92,7 +99,12 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
 }
 
 /// Starts a multi-core admin command, unless earlier replies are still outstanding.
-pub fn run_multi(core: &mut Core, conn: &mut Conn, idx: usize, op: impl FnOnce(&Core) -> multi::MultiOp) -> Flow {
+pub fn run_multi(
+    core: &mut Core,
+    conn: &mut Conn,
+    idx: usize,
+    op: impl FnOnce(&Core) -> multi::MultiOp,
+) -> Flow {
     if conn.cycle.is_some() {
         return Flow::Retry;
     }

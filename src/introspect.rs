@@ -11,7 +11,11 @@ fn write_info(w: &mut ReplyWriter, spec: &CommandSpec) {
     w.array(10);
     w.bulk(spec.name.as_bytes());
     w.int(spec.arity as i64);
-    let names: Vec<&str> = flags::NAMES.iter().filter(|(bit, _)| spec.has(*bit)).map(|(_, n)| *n).collect();
+    let names: Vec<&str> = flags::NAMES
+        .iter()
+        .filter(|(bit, _)| spec.has(*bit))
+        .map(|(_, n)| *n)
+        .collect();
     w.set(names.len());
     names.iter().for_each(|n| w.simple(n));
     w.int(spec.first_key as i64);
@@ -48,7 +52,9 @@ pub fn command(conn: &mut Conn, args: Args) {
         b"COUNT" if args.len() == 2 => reply(conn, |w| w.int(COMMANDS.len() as i64)),
         b"LIST" => reply(conn, |w| {
             w.array(COMMANDS.len());
-            COMMANDS.iter().for_each(|spec| w.bulk(spec.name.as_bytes()));
+            COMMANDS
+                .iter()
+                .for_each(|spec| w.bulk(spec.name.as_bytes()));
         }),
         b"INFO" => reply(conn, |w| {
             if args.len() == 2 {
@@ -77,10 +83,19 @@ pub fn command(conn: &mut Conn, args: Args) {
             let inner = args.tail(2);
             let result = match lookup(inner.get(0)) {
                 None => Err("ERR Invalid command specified".to_string()),
-                Some(spec) if !spec.arity_ok(inner.len()) => Err("ERR Invalid number of arguments specified for command".into()),
+                Some(spec) if !spec.arity_ok(inner.len()) => {
+                    Err("ERR Invalid number of arguments specified for command".into())
+                }
                 Some(spec) => {
-                    let keys: Vec<&[u8]> = spec.key_positions(inner.len()).map(|p| inner.get(p)).collect();
-                    if keys.is_empty() { Err("ERR The command has no key arguments".into()) } else { Ok(keys) }
+                    let keys: Vec<&[u8]> = spec
+                        .key_positions(inner.len())
+                        .map(|p| inner.get(p))
+                        .collect();
+                    if keys.is_empty() {
+                        Err("ERR The command has no key arguments".into())
+                    } else {
+                        Ok(keys)
+                    }
                 }
             };
             reply(conn, |w| match result {
@@ -115,9 +130,14 @@ pub fn command(conn: &mut Conn, args: Args) {
             });
         }
         b"COUNT" | b"GETKEYS" | b"HELP" => {
-            let name = format!("command|{}", String::from_utf8_lossy(&sub).to_ascii_lowercase());
+            let name = format!(
+                "command|{}",
+                String::from_utf8_lossy(&sub).to_ascii_lowercase()
+            );
             reply(conn, |w| w.error(&errors::wrong_arity(&name)));
         }
-        _ => reply(conn, |w| w.error(&errors::unknown_subcommand(args.get(1), "command"))),
+        _ => reply(conn, |w| {
+            w.error(&errors::unknown_subcommand(args.get(1), "command"))
+        }),
     }
 }

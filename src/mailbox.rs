@@ -21,7 +21,9 @@ pub struct Mailbox {
 impl Mailbox {
     pub fn new(cores: usize) -> std::io::Result<Mailbox> {
         Ok(Mailbox {
-            queues: (0..cores).map(|_| ArrayQueue::new(QUEUE_CAPACITY)).collect(),
+            queues: (0..cores)
+                .map(|_| ArrayQueue::new(QUEUE_CAPACITY))
+                .collect(),
             waker: Waker::new()?,
             sleeping: AtomicBool::new(false),
         })

@@ -55,7 +55,9 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
     ];
     for (name, value) in flags {
         if let Some(value) = value {
-            config.set(name, &value, true).map_err(|e| format!("--{name}: {e}"))?;
+            config
+                .set(name, &value, true)
+                .map_err(|e| format!("--{name}: {e}"))?;
         }
     }
     Ok(config)
@@ -72,7 +74,9 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+        )
         .init();
 }
 
@@ -93,7 +97,11 @@ fn signal_fd() -> i32 {
 /// Waits until a stop signal arrives or a client asked for SHUTDOWN.
 fn wait_for_stop(fd: i32, handle: &tessera::ServerHandle) {
     loop {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: pfd is a valid pollfd for the duration of the call.
         let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
         if ready > 0 {

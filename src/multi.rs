@@ -48,19 +48,43 @@ impl OwnedArgs {
 }
 
 /// Runs a command over owned arguments on the core the work lands on; yields the reply bytes.
-pub fn run_on_core(spec: &'static CommandSpec, args: OwnedArgs, db: usize, now: u64, resp3: bool) -> Work {
+pub fn run_on_core(
+    spec: &'static CommandSpec,
+    args: OwnedArgs,
+    db: usize,
+    now: u64,
+    resp3: bool,
+) -> Work {
     Box::new(move |core: &mut Core| {
         let mut out = Vec::new();
-        core.store.execute(&Request { spec, args: args.args(), db, now }, &mut ReplyWriter::new(&mut out, resp3));
+        core.store.execute(
+            &Request {
+                spec,
+                args: args.args(),
+                db,
+                now,
+            },
+            &mut ReplyWriter::new(&mut out, resp3),
+        );
         Box::new(out) as Box<dyn Any + Send>
     })
 }
 
 /// Applies an effect built on the target core from owned data; yields the reply bytes.
-fn apply_on_core(db: usize, now: u64, build: impl FnOnce(&OwnedArgs) -> Effect<'_> + Send + 'static, args: OwnedArgs) -> Work {
+fn apply_on_core(
+    db: usize,
+    now: u64,
+    build: impl FnOnce(&OwnedArgs) -> Effect<'_> + Send + 'static,
+    args: OwnedArgs,
+) -> Work {
     Box::new(move |core: &mut Core| {
         let mut out = Vec::new();
-        core.store.apply(db, now, &build(&args), &mut ReplyWriter::new(&mut out, false));
+        core.store.apply(
+            db,
+            now,
+            &build(&args),
+            &mut ReplyWriter::new(&mut out, false),
+        );
         Box::new(out) as Box<dyn Any + Send>
     })
 }
@@ -88,14 +112,19 @@ fn reply_int(reply: &[u8]) -> i64 {
 /// The items of an array reply whose items are bulk strings or nulls.
 fn array_items(reply: &[u8]) -> Vec<&[u8]> {
     let mut items = Vec::new();
-    let Some(first_end) = reply.windows(2).position(|w| w == b"\r\n") else { return items };
+    let Some(first_end) = reply.windows(2).position(|w| w == b"\r\n") else {
+        return items;
+    };
     let mut pos = first_end + 2;
     while pos < reply.len() {
-        let Some(line) = reply[pos..].windows(2).position(|w| w == b"\r\n") else { break };
+        let Some(line) = reply[pos..].windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
         let header = &reply[pos..pos + line];
         let mut end = pos + line + 2;
         if header[0] == b'$' {
-            if let Some(len) = tessera_protocol::parse::parse_int(&header[1..]).filter(|&n| n >= 0) {
+            if let Some(len) = tessera_protocol::parse::parse_int(&header[1..]).filter(|&n| n >= 0)
+            {
                 end += len as usize + 2;
             }
         }
@@ -107,7 +136,12 @@ fn array_items(reply: &[u8]) -> Vec<&[u8]> {
 
 /// Splits a key command's keys (or key/value pairs) by owning core. Returns, per core, the
 /// sub-request arguments and the positions of its keys in the original request.
-fn split_by_core(core: &Core, spec: &'static CommandSpec, args: Args, pairs: bool) -> Vec<(usize, OwnedArgs, Vec<usize>)> {
+fn split_by_core(
+    core: &Core,
+    spec: &'static CommandSpec,
+    args: Args,
+    pairs: bool,
+) -> Vec<(usize, OwnedArgs, Vec<usize>)> {
     let mut groups: Vec<(usize, OwnedArgs, Vec<usize>)> = Vec::new();
     for (n, pos) in spec.key_positions(args.len()).enumerate() {
         let owner = core.shared.owner(key_slot(args.get(pos)));
@@ -131,7 +165,13 @@ fn split_by_core(core: &Core, spec: &'static CommandSpec, args: Args, pairs: boo
 }
 
 /// Builds the coordinated form of a key command whose keys live on more than one core.
-pub fn for_keys(core: &Core, db: usize, resp3: bool, spec: &'static CommandSpec, args: Args) -> MultiOp {
+pub fn for_keys(
+    core: &Core,
+    db: usize,
+    resp3: bool,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> MultiOp {
     let now = core.now;
     match spec.cmd {
         Cmd::MGet => {
@@ -139,7 +179,10 @@ pub fn for_keys(core: &Core, db: usize, resp3: bool, spec: &'static CommandSpec,
             let reserve = groups.iter().map(|g| g.0).collect();
             let total = args.len() - 1;
             let positions: Vec<Vec<usize>> = groups.iter().map(|g| g.2.clone()).collect();
-            let calls = groups.into_iter().map(|(c, sub, _)| (c, run_on_core(spec, sub, db, now, resp3))).collect();
+            let calls = groups
+                .into_iter()
+                .map(|(c, sub, _)| (c, run_on_core(spec, sub, db, now, resp3)))
+                .collect();
             MultiOp {
                 reserve,
                 step: Step::Calls(
@@ -163,7 +206,10 @@ pub fn for_keys(core: &Core, db: usize, resp3: bool, spec: &'static CommandSpec,
         Cmd::Del | Cmd::Unlink | Cmd::Exists | Cmd::Touch | Cmd::MSet => {
             let groups = split_by_core(core, spec, args, spec.cmd == Cmd::MSet);
             let reserve = groups.iter().map(|g| g.0).collect();
-            let calls = groups.into_iter().map(|(c, sub, _)| (c, run_on_core(spec, sub, db, now, resp3))).collect();
+            let calls = groups
+                .into_iter()
+                .map(|(c, sub, _)| (c, run_on_core(spec, sub, db, now, resp3)))
+                .collect();
             let is_mset = spec.cmd == Cmd::MSet;
             MultiOp {
                 reserve,
@@ -184,12 +230,21 @@ pub fn for_keys(core: &Core, db: usize, resp3: bool, spec: &'static CommandSpec,
         Cmd::Lcs => lcs(core, db, now, resp3, args),
         other => MultiOp {
             reserve: Vec::new(),
-            step: reply_with(resp3, |w| w.error(&format!("ERR '{}' cannot span cores", other.spec().name))),
+            step: reply_with(resp3, |w| {
+                w.error(&format!("ERR '{}' cannot span cores", other.spec().name))
+            }),
         },
     }
 }
 
-fn msetnx(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static CommandSpec, args: Args) -> MultiOp {
+fn msetnx(
+    core: &Core,
+    db: usize,
+    now: u64,
+    resp3: bool,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> MultiOp {
     let exists = Cmd::Exists.spec();
     let groups = split_by_core(core, spec, args, true);
     let reserve = groups.iter().map(|g| g.0).collect();
@@ -198,7 +253,11 @@ fn msetnx(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static CommandS
         .map(|(c, sub, _)| {
             let mut keys = OwnedArgs::default();
             keys.push(b"EXISTS");
-            sub.args().tail(1).iter().step_by(2).for_each(|k| keys.push(k));
+            sub.args()
+                .tail(1)
+                .iter()
+                .step_by(2)
+                .for_each(|k| keys.push(k));
             (*c, run_on_core(exists, keys, db, now, resp3))
         })
         .collect();
@@ -220,7 +279,10 @@ fn msetnx(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static CommandS
                 if existing > 0 {
                     return reply_with(resp3, |w| w.int(0));
                 }
-                let calls = sets.into_iter().map(|(c, a)| (c, run_on_core(Cmd::MSet.spec(), a, db, now, resp3))).collect();
+                let calls = sets
+                    .into_iter()
+                    .map(|(c, a)| (c, run_on_core(Cmd::MSet.spec(), a, db, now, resp3)))
+                    .collect();
                 Step::Calls(calls, Box::new(move |_| reply_with(resp3, |w| w.int(1))))
             }),
         ),
@@ -232,35 +294,72 @@ type Snapshot = Option<(Vec<u8>, Option<u64>)>;
 
 fn read_entry(key: Vec<u8>, db: usize, now: u64) -> Work {
     Box::new(move |core: &mut Core| {
-        let snapshot: Snapshot = core.store.db(db).get(&key, now).map(|e| (e.value().to_vec(), e.expire_at()));
+        let snapshot: Snapshot = core
+            .store
+            .db(db)
+            .get(&key, now)
+            .map(|e| (e.value().to_vec(), e.expire_at()));
         Box::new(snapshot) as Box<dyn Any + Send>
     })
 }
 
 /// RENAME, RENAMENX and COPY between keys on different cores: read the source and check the
 /// destination, then write the destination and (for renames) delete the source.
-fn move_key(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static CommandSpec, args: Args) -> MultiOp {
+fn move_key(
+    core: &Core,
+    db: usize,
+    now: u64,
+    resp3: bool,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> MultiOp {
     let (src, dst) = (args.get(1).to_vec(), args.get(2).to_vec());
     let (mut dst_db, mut replace) = (db, spec.cmd == Cmd::Rename);
     if spec.cmd == Cmd::Copy {
-        let req = Request { spec, args, db, now };
+        let req = Request {
+            spec,
+            args,
+            db,
+            now,
+        };
         match tessera_storage::plan(&req, core.store.databases()) {
-            Ok(Effect::Copy { dst_db: d, replace: r, .. }) => (dst_db, replace) = (d, r),
+            Ok(Effect::Copy {
+                dst_db: d,
+                replace: r,
+                ..
+            }) => (dst_db, replace) = (d, r),
             Ok(_) => {}
-            Err(e) => return MultiOp { reserve: Vec::new(), step: reply_with(resp3, |w| w.error(&e)) },
+            Err(e) => {
+                return MultiOp {
+                    reserve: Vec::new(),
+                    step: reply_with(resp3, |w| w.error(&e)),
+                }
+            }
         }
     }
     let is_rename = spec.cmd != Cmd::Copy;
-    let (src_core, dst_core) = (core.shared.owner(key_slot(&src)), core.shared.owner(key_slot(&dst)));
+    let (src_core, dst_core) = (
+        core.shared.owner(key_slot(&src)),
+        core.shared.owner(key_slot(&dst)),
+    );
     let mut reserve = vec![src_core, dst_core];
     reserve.sort_unstable();
-    let dst_exists = run_on_core(Cmd::Exists.spec(), {
-        let mut a = OwnedArgs::default();
-        a.push(b"EXISTS");
-        a.push(&dst);
-        a
-    }, dst_db, now, false);
-    let calls = vec![(src_core, read_entry(src.clone(), db, now)), (dst_core, dst_exists)];
+    let dst_exists = run_on_core(
+        Cmd::Exists.spec(),
+        {
+            let mut a = OwnedArgs::default();
+            a.push(b"EXISTS");
+            a.push(&dst);
+            a
+        },
+        dst_db,
+        now,
+        false,
+    );
+    let calls = vec![
+        (src_core, read_entry(src.clone(), db, now)),
+        (dst_core, dst_exists),
+    ];
     let cmd = spec.cmd;
     MultiOp {
         reserve,
@@ -268,9 +367,18 @@ fn move_key(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static Comman
             calls,
             Box::new(move |mut results| {
                 let dst_present = reply_int(&bytes(results.pop().expect("two results"))) > 0;
-                let snapshot = results.pop().and_then(|r| r.downcast::<Snapshot>().ok()).and_then(|s| *s);
+                let snapshot = results
+                    .pop()
+                    .and_then(|r| r.downcast::<Snapshot>().ok())
+                    .and_then(|s| *s);
                 let Some((value, deadline)) = snapshot else {
-                    return reply_with(resp3, |w| if is_rename { w.error(tessera_storage::errors::NO_SUCH_KEY) } else { w.int(0) });
+                    return reply_with(resp3, |w| {
+                        if is_rename {
+                            w.error(tessera_storage::errors::NO_SUCH_KEY)
+                        } else {
+                            w.int(0)
+                        }
+                    });
                 };
                 if dst_present && !replace {
                     return reply_with(resp3, |w| w.int(0));
@@ -295,12 +403,18 @@ fn move_key(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static Comman
                 if is_rename {
                     let mut key = OwnedArgs::default();
                     key.push(&src);
-                    calls.push((src_core, apply_on_core(db, now, |a: &OwnedArgs| Effect::Del { keys: a.args() }, key)));
+                    calls.push((
+                        src_core,
+                        apply_on_core(db, now, |a: &OwnedArgs| Effect::Del { keys: a.args() }, key),
+                    ));
                 }
                 Step::Calls(
                     calls,
                     Box::new(move |_| {
-                        reply_with(resp3, |w| if cmd == Cmd::Rename { w.ok() } else { w.int(1) })
+                        reply_with(
+                            resp3,
+                            |w| if cmd == Cmd::Rename { w.ok() } else { w.int(1) },
+                        )
                     }),
                 )
             }),
@@ -310,7 +424,10 @@ fn move_key(core: &Core, db: usize, now: u64, resp3: bool, spec: &'static Comman
 
 fn lcs(core: &Core, db: usize, now: u64, resp3: bool, args: Args) -> MultiOp {
     let (a, b) = (args.get(1).to_vec(), args.get(2).to_vec());
-    let mut reserve = vec![core.shared.owner(key_slot(&a)), core.shared.owner(key_slot(&b))];
+    let mut reserve = vec![
+        core.shared.owner(key_slot(&a)),
+        core.shared.owner(key_slot(&b)),
+    ];
     reserve.sort_unstable();
     let calls = vec![
         (core.shared.owner(key_slot(&a)), read_entry(a, db, now)),
@@ -326,22 +443,47 @@ fn lcs(core: &Core, db: usize, now: u64, resp3: bool, args: Args) -> MultiOp {
             Box::new(move |results| {
                 let values: Vec<Vec<u8>> = results
                     .into_iter()
-                    .map(|r| r.downcast::<Snapshot>().ok().and_then(|s| *s).map(|(v, _)| v).unwrap_or_default())
+                    .map(|r| {
+                        r.downcast::<Snapshot>()
+                            .ok()
+                            .and_then(|s| *s)
+                            .map(|(v, _)| v)
+                            .unwrap_or_default()
+                    })
                     .collect();
-                reply_with(resp3, |w| tessera_storage::strings::lcs_reply(&values[0], &values[1], options.args(), max_bulk_len, w))
+                reply_with(resp3, |w| {
+                    tessera_storage::strings::lcs_reply(
+                        &values[0],
+                        &values[1],
+                        options.args(),
+                        max_bulk_len,
+                        w,
+                    )
+                })
             }),
         ),
     }
 }
 
 /// Runs `work` on every core (no reservation) and combines the results.
-pub fn on_every_core(core: &Core, work: impl Fn() -> Work, combine: impl FnOnce(Results) -> Step + Send + 'static) -> MultiOp {
+pub fn on_every_core(
+    core: &Core,
+    work: impl Fn() -> Work,
+    combine: impl FnOnce(Results) -> Step + Send + 'static,
+) -> MultiOp {
     let calls = (0..core.shared.cores).map(|c| (c, work())).collect();
-    MultiOp { reserve: Vec::new(), step: Step::Calls(calls, Box::new(combine)) }
+    MultiOp {
+        reserve: Vec::new(),
+        step: Step::Calls(calls, Box::new(combine)),
+    }
 }
 
 /// Like `on_every_core`, but atomically: every core is reserved first.
-pub fn on_every_core_atomically(core: &Core, work: impl Fn() -> Work, combine: impl FnOnce(Results) -> Step + Send + 'static) -> MultiOp {
+pub fn on_every_core_atomically(
+    core: &Core,
+    work: impl Fn() -> Work,
+    combine: impl FnOnce(Results) -> Step + Send + 'static,
+) -> MultiOp {
     let mut op = on_every_core(core, work, combine);
     op.reserve = (0..core.shared.cores).collect();
     op
@@ -368,8 +510,14 @@ mod tests {
     #[test]
     fn array_items_split_bulks_and_nulls() {
         let reply = b"*3\r\n$1\r\na\r\n$-1\r\n$4\r\nb\r\nc\r\n";
-        assert_eq!(array_items(reply), vec![&b"$1\r\na\r\n"[..], b"$-1\r\n", b"$4\r\nb\r\nc\r\n"]);
-        assert_eq!(array_items(b"*2\r\n_\r\n$0\r\n\r\n"), vec![&b"_\r\n"[..], b"$0\r\n\r\n"]);
+        assert_eq!(
+            array_items(reply),
+            vec![&b"$1\r\na\r\n"[..], b"$-1\r\n", b"$4\r\nb\r\nc\r\n"]
+        );
+        assert_eq!(
+            array_items(b"*2\r\n_\r\n$0\r\n\r\n"),
+            vec![&b"_\r\n"[..], b"$0\r\n\r\n"]
+        );
     }
 
     #[test]

@@ -72,14 +72,27 @@ impl CommandSpec {
     pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
         let argc = argc as i32;
         let (first, step) = (self.first_key, self.step.max(1));
-        let last = if self.last_key < 0 { argc + self.last_key } else { self.last_key.min(argc - 1) };
-        let range = if first > 0 && first < argc { first..=last } else { 1..=0 };
-        range.step_by(step as usize).map(|i| i as usize)
+        let last = if self.last_key < 0 {
+            argc + self.last_key
+        } else {
+            self.last_key.min(argc - 1)
+        };
+        // A command without keys, or a request too short to hold one, yields nothing.
+        let last = if first > 0 && first < argc {
+            last
+        } else {
+            first - 1
+        };
+        (first..=last).step_by(step as usize).map(|i| i as usize)
     }
 
     /// ACL categories, as `COMMAND INFO` reports them.
     pub fn acl_categories(&self) -> Vec<String> {
-        let group = if self.group == "generic" { "keyspace" } else { self.group };
+        let group = if self.group == "generic" {
+            "keyspace"
+        } else {
+            self.group
+        };
         let mut cats = vec![format!("@{group}")];
         if self.has(flags::WRITE) {
             cats.push("@write".into());
@@ -91,7 +104,14 @@ impl CommandSpec {
             cats.push("@admin".into());
             cats.push("@dangerous".into());
         }
-        cats.push(if self.has(flags::FAST) { "@fast" } else { "@slow" }.into());
+        cats.push(
+            if self.has(flags::FAST) {
+                "@fast"
+            } else {
+                "@slow"
+            }
+            .into(),
+        );
         cats
     }
 }
@@ -197,7 +217,11 @@ impl Hasher for Fnv {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf29ce484222325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf29ce484222325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h = (h ^ b as u64).wrapping_mul(0x100000001b3);
         }
@@ -209,7 +233,12 @@ type NameIndex = HashMap<&'static [u8], &'static CommandSpec, BuildHasherDefault
 
 fn index() -> &'static NameIndex {
     static INDEX: OnceLock<NameIndex> = OnceLock::new();
-    INDEX.get_or_init(|| COMMANDS.iter().map(|spec| (spec.name.as_bytes(), spec)).collect())
+    INDEX.get_or_init(|| {
+        COMMANDS
+            .iter()
+            .map(|spec| (spec.name.as_bytes(), spec))
+            .collect()
+    })
 }
 
 /// Longest command name in the table, so lookups can lowercase on the stack.

@@ -105,8 +105,15 @@ impl RequestParser {
 
     /// The arguments of the request last parsed from `input`.
     pub fn args<'a>(&'a self, input: &'a [u8]) -> Args<'a> {
-        let base = if self.inline { &self.scratch[..] } else { input };
-        Args { base, spans: &self.spans }
+        let base = if self.inline {
+            &self.scratch[..]
+        } else {
+            input
+        };
+        Args {
+            base,
+            spans: &self.spans,
+        }
     }
 
     /// Bytes still missing before the request at the front of the buffer can complete, when
@@ -116,7 +123,8 @@ impl RequestParser {
     }
 
     fn parse_multibulk(&mut self, input: &[u8]) -> Result<Option<usize>, ParseError> {
-        let Some((count, mut pos)) = header_line(input, 1, ParseError::TooBigMultibulkCount)? else {
+        let Some((count, mut pos)) = header_line(input, 1, ParseError::TooBigMultibulkCount)?
+        else {
             self.need = input.len() + 1;
             return Ok(None);
         };
@@ -132,7 +140,8 @@ impl RequestParser {
             if input[pos] != b'$' {
                 return Err(ParseError::ExpectedBulk(input[pos]));
             }
-            let Some((len, data)) = header_line(input, pos + 1, ParseError::TooBigBulkCount)? else {
+            let Some((len, data)) = header_line(input, pos + 1, ParseError::TooBigBulkCount)?
+            else {
                 self.need = input.len() + 1;
                 return Ok(None);
             };
@@ -192,7 +201,9 @@ pub fn parse_int(text: &[u8]) -> Option<i64> {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, text),
     };
-    if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && (digits.len() > 1 || negative))
+    if digits.is_empty()
+        || digits.len() > 19
+        || (digits[0] == b'0' && (digits.len() > 1 || negative))
     {
         return None;
     }
@@ -235,7 +246,9 @@ fn split_inline(
         let mut in_single = false;
         loop {
             if in_double {
-                let Some(&c) = line.get(i) else { return Err(ParseError::UnbalancedQuotes) };
+                let Some(&c) = line.get(i) else {
+                    return Err(ParseError::UnbalancedQuotes);
+                };
                 if c == b'\\' && i + 3 < line.len() && line[i + 1] == b'x' {
                     if let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3])) {
                         out.push(h * 16 + l);
@@ -264,7 +277,9 @@ fn split_inline(
                     i += 1;
                 }
             } else if in_single {
-                let Some(&c) = line.get(i) else { return Err(ParseError::UnbalancedQuotes) };
+                let Some(&c) = line.get(i) else {
+                    return Err(ParseError::UnbalancedQuotes);
+                };
                 if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
                     out.push(b'\'');
                     i += 2;
@@ -324,7 +339,10 @@ impl<'a> Args<'a> {
 
     /// The arguments from index `from` on.
     pub fn tail(&self, from: usize) -> Args<'a> {
-        Args { base: self.base, spans: &self.spans[from.min(self.spans.len())..] }
+        Args {
+            base: self.base,
+            spans: &self.spans[from.min(self.spans.len())..],
+        }
     }
 
     /// Builds an argument list over `base` from spans the caller recorded.
@@ -335,7 +353,9 @@ impl<'a> Args<'a> {
 
 impl fmt::Debug for Args<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter().map(String::from_utf8_lossy)).finish()
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
     }
 }
 
@@ -348,7 +368,13 @@ mod tests {
         let mut pos = 0;
         let mut out = Vec::new();
         while let Some(n) = parser.parse(&input[pos..])? {
-            out.push(parser.args(&input[pos..]).iter().map(<[u8]>::to_vec).collect());
+            out.push(
+                parser
+                    .args(&input[pos..])
+                    .iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+            );
             pos += n;
         }
         assert_eq!(pos, input.len(), "trailing bytes left unparsed");
@@ -362,7 +388,10 @@ mod tests {
     #[test]
     fn parses_multibulk_requests() {
         let got = parse_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*1\r\n$4\r\nPING\r\n");
-        assert_eq!(got.unwrap(), vec![words(&["SET", "k", "hello"]), words(&["PING"])]);
+        assert_eq!(
+            got.unwrap(),
+            vec![words(&["SET", "k", "hello"]), words(&["PING"])]
+        );
     }
 
     #[test]
@@ -382,7 +411,13 @@ mod tests {
             for chunk in [&stream[..split], &stream[split..]] {
                 buf.extend_from_slice(chunk);
                 while let Some(n) = parser.parse(&buf).unwrap() {
-                    got.push(parser.args(&buf).iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+                    got.push(
+                        parser
+                            .args(&buf)
+                            .iter()
+                            .map(<[u8]>::to_vec)
+                            .collect::<Vec<_>>(),
+                    );
                     buf.drain(..n);
                 }
             }
@@ -403,25 +438,48 @@ mod tests {
 
     #[test]
     fn empty_and_non_positive_multibulk_counts_are_empty_requests() {
-        assert_eq!(parse_all(b"*0\r\n*-1\r\n\r\n").unwrap(), vec![Vec::<Vec<u8>>::new(); 3]);
+        assert_eq!(
+            parse_all(b"*0\r\n*-1\r\n\r\n").unwrap(),
+            vec![Vec::<Vec<u8>>::new(); 3]
+        );
     }
 
     #[test]
     fn protocol_errors_use_redis_texts() {
         let cases: &[(&[u8], &str)] = &[
             (b"*abc\r\n", "ERR Protocol error: invalid multibulk length"),
-            (b"*3000000000\r\n", "ERR Protocol error: invalid multibulk length"),
+            (
+                b"*3000000000\r\n",
+                "ERR Protocol error: invalid multibulk length",
+            ),
             (b"*1\r\n+x\r\n", "ERR Protocol error: expected '$', got '+'"),
             (b"*1\r\n$-1\r\n", "ERR Protocol error: invalid bulk length"),
             (b"*1\r\n$x\r\n", "ERR Protocol error: invalid bulk length"),
-            (b"*1\r\n$536870913\r\n", "ERR Protocol error: invalid bulk length"),
-            (b"SET \"a\r\n", "ERR Protocol error: unbalanced quotes in request"),
-            (b"SET \"a\"b\r\n", "ERR Protocol error: unbalanced quotes in request"),
-            (b"SET 'a\r\n", "ERR Protocol error: unbalanced quotes in request"),
+            (
+                b"*1\r\n$536870913\r\n",
+                "ERR Protocol error: invalid bulk length",
+            ),
+            (
+                b"SET \"a\r\n",
+                "ERR Protocol error: unbalanced quotes in request",
+            ),
+            (
+                b"SET \"a\"b\r\n",
+                "ERR Protocol error: unbalanced quotes in request",
+            ),
+            (
+                b"SET 'a\r\n",
+                "ERR Protocol error: unbalanced quotes in request",
+            ),
         ];
         for (input, text) in cases {
             let err = parse_all(input).unwrap_err();
-            assert_eq!(err.to_string(), *text, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                err.to_string(),
+                *text,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -448,7 +506,10 @@ mod tests {
     #[test]
     fn bulk_limit_is_configurable() {
         let mut parser = RequestParser::new(4);
-        assert_eq!(parser.parse(b"*1\r\n$5\r\nhello\r\n"), Err(ParseError::InvalidBulkLength));
+        assert_eq!(
+            parser.parse(b"*1\r\n$5\r\nhello\r\n"),
+            Err(ParseError::InvalidBulkLength)
+        );
         parser.set_max_bulk_len(5);
         assert_eq!(parser.parse(b"*1\r\n$5\r\nhello\r\n"), Ok(Some(15)));
     }
@@ -456,7 +517,15 @@ mod tests {
     #[test]
     fn inline_requests_unescape_like_redis() {
         let got = parse_all(b"set k \"a\\x41\\n\\\"b\" 'it\\'s'  \r\nPING\n  \r\n").unwrap();
-        assert_eq!(got[0], vec![b"set".to_vec(), b"k".to_vec(), b"aA\n\"b".to_vec(), b"it's".to_vec()]);
+        assert_eq!(
+            got[0],
+            vec![
+                b"set".to_vec(),
+                b"k".to_vec(),
+                b"aA\n\"b".to_vec(),
+                b"it's".to_vec()
+            ]
+        );
         assert_eq!(got[1], words(&["PING"]));
         assert!(got[2].is_empty());
     }
@@ -466,7 +535,16 @@ mod tests {
         assert_eq!(parse_int(b"0"), Some(0));
         assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
         assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
-        for bad in [&b"9223372036854775808"[..], b"", b"-", b"01", b"-0", b"+1", b" 1", b"1a"] {
+        for bad in [
+            &b"9223372036854775808"[..],
+            b"",
+            b"-",
+            b"01",
+            b"-0",
+            b"+1",
+            b" 1",
+            b"1a",
+        ] {
             assert_eq!(parse_int(bad), None, "{:?}", bad);
         }
     }

@@ -36,7 +36,10 @@ impl<'a> ReplyWriter<'a> {
     /// are replaced so that one error can never break the framing.
     pub fn error(&mut self, text: &str) {
         self.buf.push(b'-');
-        self.buf.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        self.buf.extend(
+            text.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
         self.buf.extend_from_slice(b"\r\n");
     }
 
@@ -60,12 +63,14 @@ impl<'a> ReplyWriter<'a> {
     }
 
     pub fn null(&mut self) {
-        self.buf.extend_from_slice(if self.resp3 { b"_\r\n" } else { b"$-1\r\n" });
+        self.buf
+            .extend_from_slice(if self.resp3 { b"_\r\n" } else { b"$-1\r\n" });
     }
 
     /// The null used where an array would be (`*-1` in RESP2).
     pub fn null_array(&mut self) {
-        self.buf.extend_from_slice(if self.resp3 { b"_\r\n" } else { b"*-1\r\n" });
+        self.buf
+            .extend_from_slice(if self.resp3 { b"_\r\n" } else { b"*-1\r\n" });
     }
 
     pub fn array(&mut self, len: usize) {
@@ -93,7 +98,8 @@ impl<'a> ReplyWriter<'a> {
 
     pub fn boolean(&mut self, value: bool) {
         if self.resp3 {
-            self.buf.extend_from_slice(if value { b"#t\r\n" } else { b"#f\r\n" });
+            self.buf
+                .extend_from_slice(if value { b"#t\r\n" } else { b"#f\r\n" });
         } else {
             self.int(value as i64);
         }
@@ -171,7 +177,11 @@ pub fn push_int(buf: &mut Vec<u8>, value: i64) {
 /// The text Tessera uses for a double: shortest round-trip digits, `inf` / `-inf` / `nan`.
 pub fn format_double(value: f64) -> String {
     if value.is_infinite() {
-        if value > 0.0 { "inf".into() } else { "-inf".into() }
+        if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if value.is_nan() {
         "nan".into()
     } else {
@@ -193,11 +203,17 @@ mod tests {
     fn scalar_replies() {
         assert_eq!(encode(false, |w| w.ok()), "+OK\r\n");
         assert_eq!(encode(false, |w| w.int(-42)), ":-42\r\n");
-        assert_eq!(encode(false, |w| w.int(i64::MIN)), ":-9223372036854775808\r\n");
+        assert_eq!(
+            encode(false, |w| w.int(i64::MIN)),
+            ":-9223372036854775808\r\n"
+        );
         assert_eq!(encode(false, |w| w.bulk(b"hi")), "$2\r\nhi\r\n");
         assert_eq!(encode(false, |w| w.bulk(b"")), "$0\r\n\r\n");
         assert_eq!(encode(false, |w| w.bulk_int(1234)), "$4\r\n1234\r\n");
-        assert_eq!(encode(false, |w| w.error("ERR bad\r\nthing")), "-ERR bad  thing\r\n");
+        assert_eq!(
+            encode(false, |w| w.error("ERR bad\r\nthing")),
+            "-ERR bad  thing\r\n"
+        );
     }
 
     #[test]

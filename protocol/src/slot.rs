@@ -10,7 +10,11 @@ const fn crc16_table() -> [u16; 256] {
         let mut crc = (i as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
             bit += 1;
         }
         table[i] = crc;
@@ -23,7 +27,9 @@ static CRC16: [u16; 256] = crc16_table();
 
 /// CRC16-CCITT (XMODEM), the checksum Redis Cluster uses for slots.
 pub fn crc16(data: &[u8]) -> u16 {
-    data.iter().fold(0u16, |crc, &b| (crc << 8) ^ CRC16[((crc >> 8) as u8 ^ b) as usize])
+    data.iter().fold(0u16, |crc, &b| {
+        (crc << 8) ^ CRC16[((crc >> 8) as u8 ^ b) as usize]
+    })
 }
 
 /// The part of a key that is hashed: the text between the first `{` and the next `}` when that
@@ -63,7 +69,10 @@ mod tests {
 
     #[test]
     fn hash_tags_pick_the_first_non_empty_braces() {
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"{user1000}.followers"));
+        assert_eq!(
+            key_slot(b"{user1000}.following"),
+            key_slot(b"{user1000}.followers")
+        );
         assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") & 16383);
         assert_eq!(key_slot(b"foo{{bar}}zap"), crc16(b"{bar") & 16383);
         assert_eq!(key_slot(b"foo{bar}{zap}"), crc16(b"bar") & 16383);

@@ -21,7 +21,10 @@ impl Epoll {
     pub fn new() -> io::Result<Epoll> {
         // SAFETY: plain syscall.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        Ok(Epoll { fd, buf: vec![libc::epoll_event { events: 0, u64: 0 }; 1024] })
+        Ok(Epoll {
+            fd,
+            buf: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
+        })
     }
 
     fn ctl(&self, op: i32, fd: i32, events: u32, token: u64) -> io::Result<()> {
@@ -52,10 +55,21 @@ impl Poller for Epoll {
 
     fn wait(&mut self, events: &mut Vec<Event>, timeout_ms: i32) -> io::Result<()> {
         // SAFETY: the buffer holds `len` initialised events for the kernel to overwrite.
-        let n = unsafe { libc::epoll_wait(self.fd, self.buf.as_mut_ptr(), self.buf.len() as i32, timeout_ms) };
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd,
+                self.buf.as_mut_ptr(),
+                self.buf.len() as i32,
+                timeout_ms,
+            )
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
-            return if err.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(err) };
+            return if err.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(err)
+            };
         }
         for ev in &self.buf[..n as usize] {
             let flags = ev.events as i32;

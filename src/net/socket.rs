@@ -18,12 +18,19 @@ pub fn accept(listener: i32) -> io::Result<Option<(i32, String)>> {
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: addr/len describe a valid buffer.
     let fd = unsafe {
-        libc::accept4(listener, &mut addr as *mut _ as *mut libc::sockaddr, &mut len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        libc::accept4(
+            listener,
+            &mut addr as *mut _ as *mut libc::sockaddr,
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
     };
     if fd < 0 {
         let err = io::Error::last_os_error();
         return match err.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => Ok(None),
+            io::ErrorKind::WouldBlock
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted => Ok(None),
             _ => Err(err),
         };
     }
@@ -35,7 +42,13 @@ fn set_nodelay(fd: i32) {
     let one: libc::c_int = 1;
     // SAFETY: option value points at a live int.
     unsafe {
-        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, 4);
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            &one as *const _ as *const libc::c_void,
+            4,
+        );
     }
 }
 
@@ -62,7 +75,13 @@ fn name_of(fd: i32, peer: bool) -> String {
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     let ptr = &mut addr as *mut _ as *mut libc::sockaddr;
     // SAFETY: addr/len describe a valid buffer.
-    let ret = unsafe { if peer { libc::getpeername(fd, ptr, &mut len) } else { libc::getsockname(fd, ptr, &mut len) } };
+    let ret = unsafe {
+        if peer {
+            libc::getpeername(fd, ptr, &mut len)
+        } else {
+            libc::getsockname(fd, ptr, &mut len)
+        }
+    };
     if ret < 0 {
         return "?:0".into();
     }
@@ -92,7 +111,14 @@ pub fn read(fd: i32, buf: &mut [u8]) -> Io {
 
 pub fn write(fd: i32, buf: &[u8]) -> Io {
     // SAFETY: buf is valid for reads of its length; MSG_NOSIGNAL avoids SIGPIPE.
-    let n = unsafe { libc::send(fd, buf.as_ptr() as *const libc::c_void, buf.len(), libc::MSG_NOSIGNAL) };
+    let n = unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr() as *const libc::c_void,
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
     classify(n, false)
 }
 
@@ -156,15 +182,21 @@ impl Drop for Waker {
 
 /// Raises the open-files limit to its hard maximum so `maxclients` can be honoured.
 pub fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: lim is a valid out-parameter.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 lim.rlim_cur = lim.rlim_max;
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }

@@ -26,7 +26,13 @@ impl Decimal {
             _ => (false, text),
         };
         let (number, exponent) = match rest.iter().position(|&c| c == b'e' || c == b'E') {
-            Some(at) => (&rest[..at], std::str::from_utf8(&rest[at + 1..]).ok()?.parse::<i32>().ok()?),
+            Some(at) => (
+                &rest[..at],
+                std::str::from_utf8(&rest[at + 1..])
+                    .ok()?
+                    .parse::<i32>()
+                    .ok()?,
+            ),
             None => (rest, 0),
         };
         let (int_part, frac_part) = match number.iter().position(|&c| c == b'.') {
@@ -48,7 +54,10 @@ impl Decimal {
             mantissa = mantissa.checked_mul(10)?;
             scale += 1;
         }
-        let mut value = Decimal { mantissa: if negative { -mantissa } else { mantissa }, scale: scale as u32 };
+        let mut value = Decimal {
+            mantissa: if negative { -mantissa } else { mantissa },
+            scale: scale as u32,
+        };
         value.normalize();
         (value.scale <= MAX_SCALE).then_some(value)
     }
@@ -61,12 +70,16 @@ impl Decimal {
     }
 
     fn rescale(self, scale: u32) -> Option<i128> {
-        self.mantissa.checked_mul(10i128.checked_pow(scale - self.scale)?)
+        self.mantissa
+            .checked_mul(10i128.checked_pow(scale - self.scale)?)
     }
 
     pub fn checked_add(self, other: Decimal) -> Option<Decimal> {
         let scale = self.scale.max(other.scale);
-        let mut sum = Decimal { mantissa: self.rescale(scale)?.checked_add(other.rescale(scale)?)?, scale };
+        let mut sum = Decimal {
+            mantissa: self.rescale(scale)?.checked_add(other.rescale(scale)?)?,
+            scale,
+        };
         sum.normalize();
         Some(sum)
     }
@@ -85,7 +98,12 @@ impl Decimal {
 }
 
 /// `current + increment` as INCRBYFLOAT stores it; `None` for a NaN or infinite result.
-pub fn add_texts(current: &[u8], increment: &[u8], increment_f64: f64, current_f64: f64) -> Option<String> {
+pub fn add_texts(
+    current: &[u8],
+    increment: &[u8],
+    increment_f64: f64,
+    current_f64: f64,
+) -> Option<String> {
     if let (Some(a), Some(b)) = (Decimal::parse(current), Decimal::parse(increment)) {
         if let Some(sum) = a.checked_add(b) {
             return Some(sum.to_text());
@@ -121,8 +139,14 @@ mod tests {
 
     #[test]
     fn out_of_range_operands_fall_back_to_f64() {
-        assert_eq!(add("1e300", "1").as_deref(), Some(format!("{}", 1e300 + 1.0).as_str()));
-        assert_eq!(add("1.7976931348623157e308", "1.7976931348623157e308"), None);
+        assert_eq!(
+            add("1e300", "1").as_deref(),
+            Some(format!("{}", 1e300 + 1.0).as_str())
+        );
+        assert_eq!(
+            add("1.7976931348623157e308", "1.7976931348623157e308"),
+            None
+        );
     }
 
     #[test]
@@ -130,6 +154,9 @@ mod tests {
         for bad in ["", ".", "-", "1.2.3", "abc", "1e", "0x10"] {
             assert!(Decimal::parse(bad.as_bytes()).is_none(), "{bad}");
         }
-        assert!(Decimal::parse(b"0.123456789012345678").is_none(), "more than 17 decimals");
+        assert!(
+            Decimal::parse(b"0.123456789012345678").is_none(),
+            "more than 17 decimals"
+        );
     }
 }

@@ -64,22 +64,67 @@ pub enum ExpiryChange {
 /// the log entry).
 #[derive(Clone, Copy, Debug)]
 pub enum Effect<'a> {
-    Set { key: &'a [u8], value: &'a [u8], expiry: SetExpiry, cond: SetCond<'a>, reply: SetReply },
-    GetDel { key: &'a [u8] },
-    GetEx { key: &'a [u8], change: ExpiryChange },
+    Set {
+        key: &'a [u8],
+        value: &'a [u8],
+        expiry: SetExpiry,
+        cond: SetCond<'a>,
+        reply: SetReply,
+    },
+    GetDel {
+        key: &'a [u8],
+    },
+    GetEx {
+        key: &'a [u8],
+        change: ExpiryChange,
+    },
     /// MSET: `pairs` alternates keys and values.
-    MSet { pairs: Args<'a> },
-    MSetNx { pairs: Args<'a> },
-    Append { key: &'a [u8], value: &'a [u8] },
-    SetRange { key: &'a [u8], offset: usize, value: &'a [u8] },
-    IncrBy { key: &'a [u8], delta: i64 },
-    IncrByFloat { key: &'a [u8], delta: f64 },
-    Del { keys: Args<'a> },
+    MSet {
+        pairs: Args<'a>,
+    },
+    MSetNx {
+        pairs: Args<'a>,
+    },
+    Append {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    SetRange {
+        key: &'a [u8],
+        offset: usize,
+        value: &'a [u8],
+    },
+    IncrBy {
+        key: &'a [u8],
+        delta: i64,
+    },
+    IncrByFloat {
+        key: &'a [u8],
+        delta: f64,
+    },
+    Del {
+        keys: Args<'a>,
+    },
     /// Sets the deadline to `at` (Unix ms); one in the past deletes the key.
-    Expire { key: &'a [u8], at: i64, cond: ExpireCond },
-    Persist { key: &'a [u8] },
-    Rename { src: &'a [u8], dst: &'a [u8], only_new: bool },
-    Copy { src: &'a [u8], dst: &'a [u8], dst_db: usize, replace: bool },
+    Expire {
+        key: &'a [u8],
+        at: i64,
+        cond: ExpireCond,
+    },
+    Persist {
+        key: &'a [u8],
+    },
+    Rename {
+        src: &'a [u8],
+        dst: &'a [u8],
+        only_new: bool,
+    },
+    Copy {
+        src: &'a [u8],
+        dst: &'a [u8],
+        dst_db: usize,
+        replace: bool,
+    },
     FlushDb,
     FlushAll,
 }

@@ -105,7 +105,9 @@ impl Entry {
         let layout = layout(key.len(), bytes.len());
         // SAFETY: the layout has a non-zero size (it includes the header).
         let raw = unsafe { alloc::alloc(layout) } as *mut Header;
-        let Some(ptr) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
         // SAFETY: the block is fresh and large enough for the header, the key and the value.
         unsafe {
             raw.write(Header {
@@ -145,7 +147,9 @@ impl Entry {
     fn value_slice(&self) -> &[u8] {
         let h = self.header();
         // SAFETY: val_len bytes of value follow the key.
-        unsafe { std::slice::from_raw_parts(self.data().add(h.key_len as usize), h.val_len as usize) }
+        unsafe {
+            std::slice::from_raw_parts(self.data().add(h.key_len as usize), h.val_len as usize)
+        }
     }
 
     pub fn value(&self) -> Value<'_> {
@@ -198,7 +202,9 @@ impl Entry {
         let new = layout(key_len, bytes.len());
         // SAFETY: the block was allocated with `old`; realloc keeps the header and the key.
         let raw = unsafe { alloc::realloc(self.ptr.as_ptr() as *mut u8, old, new.size()) };
-        let Some(ptr) = NonNull::new(raw as *mut Header) else { alloc::handle_alloc_error(new) };
+        let Some(ptr) = NonNull::new(raw as *mut Header) else {
+            alloc::handle_alloc_error(new)
+        };
         self.ptr = ptr;
         let h = self.header_mut();
         h.val_len = bytes.len() as u32;
@@ -239,14 +245,22 @@ pub fn size_class(size: usize) -> usize {
 }
 
 /// The bytes stored for a value (integers as 8 little-endian bytes in `int_buf`).
-fn value_bytes<'v>(value: &Value<'v>, int_buf: &'v mut [u8; 8], modified: bool) -> (&'v [u8], Encoding) {
+fn value_bytes<'v>(
+    value: &Value<'v>,
+    int_buf: &'v mut [u8; 8],
+    modified: bool,
+) -> (&'v [u8], Encoding) {
     match *value {
         Value::Int(n) => {
             *int_buf = n.to_le_bytes();
             (&int_buf[..], Encoding::Int)
         }
         Value::Str(s) => {
-            let encoding = if !modified && s.len() <= EMBSTR_MAX { Encoding::Embstr } else { Encoding::Raw };
+            let encoding = if !modified && s.len() <= EMBSTR_MAX {
+                Encoding::Embstr
+            } else {
+                Encoding::Raw
+            };
             (s, encoding)
         }
     }
@@ -297,7 +311,10 @@ mod tests {
         assert_eq!(e.value(), Value::Str(&long[..]));
         assert_eq!(e.encoding(), Encoding::Raw);
         e.set_value(Value::Str(b"ab"), true);
-        assert_eq!((e.value(), e.encoding()), (Value::Str(&b"ab"[..]), Encoding::Raw));
+        assert_eq!(
+            (e.value(), e.encoding()),
+            (Value::Str(&b"ab"[..]), Encoding::Raw)
+        );
         assert_eq!(e.key(), b"k");
         e.set_value(Value::Int(-5), false);
         assert_eq!(e.value().to_vec(), b"-5");

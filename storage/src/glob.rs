@@ -105,7 +105,10 @@ mod tests {
             assert!(matches(p.as_bytes(), t.as_bytes()), "{p} should match {t}");
         }
         for (p, t) in no {
-            assert!(!matches(p.as_bytes(), t.as_bytes()), "{p} should not match {t}");
+            assert!(
+                !matches(p.as_bytes(), t.as_bytes()),
+                "{p} should not match {t}"
+            );
         }
     }
 

@@ -14,7 +14,12 @@ use tessera_protocol::ReplyWriter;
 /// EXISTS and TOUCH: how many of the named keys exist, repeats counted.
 pub fn exists(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     let ks = store.db(req.db);
-    let count = req.args.tail(1).iter().filter(|key| ks.touch(key, req.now)).count();
+    let count = req
+        .args
+        .tail(1)
+        .iter()
+        .filter(|key| ks.touch(key, req.now))
+        .count();
     out.int(count as i64);
 }
 
@@ -25,8 +30,12 @@ pub fn type_of(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
 
 /// TTL, PTTL, EXPIRETIME and PEXPIRETIME: -2 for a missing key, -1 for one without deadline.
 pub fn ttl(store: &mut Store, req: &Request, millis: bool, absolute: bool, out: &mut ReplyWriter) {
-    let Some(entry) = store.db(req.db).get(req.args.get(1), req.now) else { return out.int(-2) };
-    let Some(at) = entry.expire_at() else { return out.int(-1) };
+    let Some(entry) = store.db(req.db).get(req.args.get(1), req.now) else {
+        return out.int(-2);
+    };
+    let Some(at) = entry.expire_at() else {
+        return out.int(-1);
+    };
     let value = match (absolute, millis) {
         (true, true) => at as i64,
         (true, false) => (at / 1000) as i64,
@@ -37,7 +46,14 @@ pub fn ttl(store: &mut Store, req: &Request, millis: bool, absolute: bool, out: 
 }
 
 /// Collects the live keys matching `pattern` from the given slots.
-pub fn collect_keys(store: &mut Store, db: usize, slots: impl Iterator<Item = u16>, pattern: &[u8], now: u64, keys: &mut Vec<Vec<u8>>) {
+pub fn collect_keys(
+    store: &mut Store,
+    db: usize,
+    slots: impl Iterator<Item = u16>,
+    pattern: &[u8],
+    now: u64,
+    keys: &mut Vec<Vec<u8>>,
+) {
     let match_all = pattern == b"*";
     let ks = store.db(db);
     for slot in slots {
@@ -63,7 +79,12 @@ pub fn parse_scan(args: tessera_protocol::Args) -> Result<ScanOptions, Error> {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or(errors::INVALID_CURSOR)?;
-    let mut opts = ScanOptions { cursor, pattern: None, count: 10, type_name: None };
+    let mut opts = ScanOptions {
+        cursor,
+        pattern: None,
+        count: 10,
+        type_name: None,
+    };
     let mut i = 2;
     while i < args.len() {
         let opt = args.get(i);
@@ -90,7 +111,14 @@ pub fn parse_scan(args: tessera_protocol::Args) -> Result<ScanOptions, Error> {
 
 /// Scans whole slots from `slots` until at least `opts.count` keys were looked at; returns the
 /// first slot not scanned (or `None` when `slots` ran out).
-pub fn scan_slots(store: &mut Store, db: usize, slots: impl Iterator<Item = u16>, opts: &ScanOptions, now: u64, keys: &mut Vec<Vec<u8>>) -> Option<u16> {
+pub fn scan_slots(
+    store: &mut Store,
+    db: usize,
+    slots: impl Iterator<Item = u16>,
+    opts: &ScanOptions,
+    now: u64,
+    keys: &mut Vec<Vec<u8>>,
+) -> Option<u16> {
     let ks = store.db(db);
     let mut seen = 0;
     for slot in slots {
@@ -100,7 +128,10 @@ pub fn scan_slots(store: &mut Store, db: usize, slots: impl Iterator<Item = u16>
         for entry in ks.slot_entries(slot, now) {
             seen += 1;
             let type_ok = opts.type_name.as_deref().is_none_or(|t| t == b"string");
-            let pattern_ok = opts.pattern.as_deref().is_none_or(|p| glob::matches(p, entry.key()));
+            let pattern_ok = opts
+                .pattern
+                .as_deref()
+                .is_none_or(|p| glob::matches(p, entry.key()));
             if type_ok && pattern_ok {
                 keys.push(entry.key().to_vec());
             }
@@ -143,7 +174,10 @@ pub fn object(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     let ks = store.db(req.db);
     let key = req.args.get(2);
     // Introspection must not count as an access.
-    let Some(entry) = ks.slot_entries(tessera_protocol::key_slot(key), req.now).find(|e| e.key() == key) else {
+    let Some(entry) = ks
+        .slot_entries(tessera_protocol::key_slot(key), req.now)
+        .find(|e| e.key() == key)
+    else {
         return out.null();
     };
     if sub.eq_ignore_ascii_case(b"ENCODING") {
@@ -160,7 +194,9 @@ pub fn object(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
 }
 
 pub fn memory_usage(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
-    if req.args.len() != 3 && !(req.args.len() == 5 && req.args.get(3).eq_ignore_ascii_case(b"SAMPLES")) {
+    if req.args.len() != 3
+        && !(req.args.len() == 5 && req.args.get(3).eq_ignore_ascii_case(b"SAMPLES"))
+    {
         return out.error(errors::SYNTAX);
     }
     if req.args.len() == 5 {
@@ -176,7 +212,11 @@ pub fn memory_usage(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
 
 // ---- plans ----
 
-pub fn plan_expire<'a>(req: &Request<'a>, unit_ms: i64, absolute: bool) -> Result<Effect<'a>, Error> {
+pub fn plan_expire<'a>(
+    req: &Request<'a>,
+    unit_ms: i64,
+    absolute: bool,
+) -> Result<Effect<'a>, Error> {
     let name = req.spec.name;
     let n = int_arg(req.args.get(2))?;
     if n > i64::MAX / unit_ms || n < i64::MIN / unit_ms {
@@ -184,7 +224,9 @@ pub fn plan_expire<'a>(req: &Request<'a>, unit_ms: i64, absolute: bool) -> Resul
     }
     let mut at = n * unit_ms;
     if !absolute {
-        at = at.checked_add(req.now as i64).ok_or_else(|| errors::invalid_expire(name))?;
+        at = at
+            .checked_add(req.now as i64)
+            .ok_or_else(|| errors::invalid_expire(name))?;
     }
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in req.args.tail(3).iter() {
@@ -216,7 +258,11 @@ pub fn plan_expire<'a>(req: &Request<'a>, unit_ms: i64, absolute: bool) -> Resul
         (_, true, ..) => ExpireCond::Xx,
         _ => ExpireCond::Always,
     };
-    Ok(Effect::Expire { key: req.args.get(1), at, cond })
+    Ok(Effect::Expire {
+        key: req.args.get(1),
+        at,
+        cond,
+    })
 }
 
 pub fn plan_copy<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error> {
@@ -243,20 +289,44 @@ pub fn plan_copy<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, 
     if src == dst && dst_db == req.db {
         return Err(errors::SAME_OBJECT.into());
     }
-    Ok(Effect::Copy { src, dst, dst_db, replace })
+    Ok(Effect::Copy {
+        src,
+        dst,
+        dst_db,
+        replace,
+    })
 }
 
 // ---- applies ----
 
-pub fn apply_del(store: &mut Store, db: usize, now: u64, keys: tessera_protocol::Args, out: &mut ReplyWriter) {
+pub fn apply_del(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    keys: tessera_protocol::Args,
+    out: &mut ReplyWriter,
+) {
     let ks = store.db(db);
-    let removed = keys.iter().filter(|key| ks.remove(key, now).is_some()).count();
+    let removed = keys
+        .iter()
+        .filter(|key| ks.remove(key, now).is_some())
+        .count();
     out.int(removed as i64);
 }
 
-pub fn apply_expire(store: &mut Store, db: usize, now: u64, key: &[u8], at: i64, cond: ExpireCond, out: &mut ReplyWriter) {
+pub fn apply_expire(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    at: i64,
+    cond: ExpireCond,
+    out: &mut ReplyWriter,
+) {
     let ks = store.db(db);
-    let Some(entry) = ks.get(key, now) else { return out.int(0) };
+    let Some(entry) = ks.get(key, now) else {
+        return out.int(0);
+    };
     let current = entry.expire_at();
     let allowed = match cond {
         ExpireCond::Always => true,
@@ -286,7 +356,15 @@ pub fn apply_persist(store: &mut Store, db: usize, now: u64, key: &[u8], out: &m
     out.int(changed.unwrap_or(false) as i64);
 }
 
-pub fn apply_rename(store: &mut Store, db: usize, now: u64, src: &[u8], dst: &[u8], only_new: bool, out: &mut ReplyWriter) {
+pub fn apply_rename(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    src: &[u8],
+    dst: &[u8],
+    only_new: bool,
+    out: &mut ReplyWriter,
+) {
     let ks = store.db(db);
     if ks.get(src, now).is_none() {
         return out.error(errors::NO_SUCH_KEY);
@@ -297,14 +375,41 @@ pub fn apply_rename(store: &mut Store, db: usize, now: u64, src: &[u8], dst: &[u
     if only_new && ks.get(dst, now).is_some() {
         return out.int(0);
     }
-    let Some(old) = ks.remove(src, now) else { return out.error(errors::NO_SUCH_KEY) };
-    ks.insert(Entry::new(dst, old.value(), old.expire_at().unwrap_or(0), lru_clock(now)));
-    if only_new { out.int(1) } else { out.ok() }
+    let Some(old) = ks.remove(src, now) else {
+        return out.error(errors::NO_SUCH_KEY);
+    };
+    ks.insert(Entry::new(
+        dst,
+        old.value(),
+        old.expire_at().unwrap_or(0),
+        lru_clock(now),
+    ));
+    if only_new {
+        out.int(1)
+    } else {
+        out.ok()
+    }
 }
 
-pub fn apply_copy(store: &mut Store, db: usize, now: u64, src: &[u8], dst: &[u8], dst_db: usize, replace: bool, out: &mut ReplyWriter) {
-    let Some(entry) = store.db(db).get(src, now) else { return out.int(0) };
-    let copy = Entry::new(dst, entry.value(), entry.expire_at().unwrap_or(0), lru_clock(now));
+/// COPY: `src` and `dst` are (database, key) pairs.
+pub fn apply_copy(
+    store: &mut Store,
+    now: u64,
+    src: (usize, &[u8]),
+    dst: (usize, &[u8]),
+    replace: bool,
+    out: &mut ReplyWriter,
+) {
+    let ((db, src), (dst_db, dst)) = (src, dst);
+    let Some(entry) = store.db(db).get(src, now) else {
+        return out.int(0);
+    };
+    let copy = Entry::new(
+        dst,
+        entry.value(),
+        entry.expire_at().unwrap_or(0),
+        lru_clock(now),
+    );
     let target = store.db(dst_db);
     if !replace && target.get(dst, now).is_some() {
         return out.int(0);

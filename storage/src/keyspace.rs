@@ -118,7 +118,12 @@ impl Keyspace {
 
     /// Runs `change` on the live entry for `key`, keeping the accounting right whatever it
     /// changes. Returns `None` when the key does not exist.
-    pub fn modify<R>(&mut self, key: &[u8], now_ms: u64, change: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    pub fn modify<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        change: impl FnOnce(&mut Entry) -> R,
+    ) -> Option<R> {
         let slot = key_slot(key) as usize;
         let entry = self.get_mut_unaccounted(key, now_ms)?;
         let (memory, volatile) = (entry.memory(), entry.expire_at().is_some());
@@ -147,7 +152,11 @@ impl Keyspace {
             table.volatile += 1;
             self.volatile += 1;
         }
-        match table.table.entry(hash, |e| e.key() == entry.key(), |e| hasher.hash_one(e.key())) {
+        match table.table.entry(
+            hash,
+            |e| e.key() == entry.key(),
+            |e| hasher.hash_one(e.key()),
+        ) {
             hashbrown::hash_table::Entry::Occupied(mut occupied) => {
                 let old = std::mem::replace(occupied.get_mut(), entry);
                 self.memory -= old.memory();
@@ -167,7 +176,11 @@ impl Keyspace {
     pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Entry> {
         let (slot, hash) = self.locate(key);
         let table = &mut self.slots[slot];
-        let (entry, _) = table.table.find_entry(hash, |e| e.key() == key).ok()?.remove();
+        let (entry, _) = table
+            .table
+            .find_entry(hash, |e| e.key() == key)
+            .ok()?
+            .remove();
         self.keys -= 1;
         self.memory -= entry.memory();
         if entry.expire_at().is_some() {
@@ -183,8 +196,8 @@ impl Keyspace {
 
     /// Drops every key; returns them so the caller can free a large keyspace elsewhere.
     pub fn take_all(&mut self) -> Keyspace {
-        let hasher = self.hasher.clone();
-        let mut taken = std::mem::replace(self, Keyspace::new());
+        let hasher = self.hasher;
+        let mut taken = std::mem::take(self);
         self.hasher = hasher;
         self.expired = taken.expired;
         taken.expired = 0;
@@ -193,7 +206,10 @@ impl Keyspace {
 
     /// The live entries of one slot.
     pub fn slot_entries(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = &Entry> {
-        self.slots[slot as usize].table.iter().filter(move |e| !e.is_expired(now_ms))
+        self.slots[slot as usize]
+            .table
+            .iter()
+            .filter(move |e| !e.is_expired(now_ms))
     }
 
     /// A live key picked at random with `seed`, starting from a random slot.
@@ -213,7 +229,11 @@ impl Keyspace {
                 continue;
             }
             let pick = ((seed >> 16) % live as u64) as usize;
-            return table.iter().filter(|e| !e.is_expired(now_ms)).nth(pick).map(Entry::key);
+            return table
+                .iter()
+                .filter(|e| !e.is_expired(now_ms))
+                .nth(pick)
+                .map(Entry::key);
         }
         None
     }
@@ -319,7 +339,10 @@ mod tests {
         put(&mut ks, "dead", 5);
         put(&mut ks, "live", 0);
         for seed in 0..50u64 {
-            assert_eq!(ks.random_key(seed.wrapping_mul(0x9E3779B97F4A7C15), 10, |_| true), Some(&b"live"[..]));
+            assert_eq!(
+                ks.random_key(seed.wrapping_mul(0x9E3779B97F4A7C15), 10, |_| true),
+                Some(&b"live"[..])
+            );
         }
     }
 }

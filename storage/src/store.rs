@@ -56,7 +56,10 @@ impl Store {
     }
 
     pub(crate) fn db_and_stats(&mut self, db: usize) -> (&mut Keyspace, &mut LookupStats) {
-        (self.dbs[db].get_or_insert_with(Default::default), &mut self.stats)
+        (
+            self.dbs[db].get_or_insert_with(Default::default),
+            &mut self.stats,
+        )
     }
 
     /// Database `db` if it was ever written.
@@ -94,9 +97,25 @@ impl Store {
     /// Applies one effect at timestamp `now` and writes the reply it produces.
     pub fn apply(&mut self, db: usize, now: u64, effect: &Effect, out: &mut ReplyWriter) {
         match *effect {
-            Effect::Set { key, value, expiry, cond, reply } => {
-                strings::apply_set(self, db, now, strings::SetArgs { key, value, expiry, cond, reply }, out)
-            }
+            Effect::Set {
+                key,
+                value,
+                expiry,
+                cond,
+                reply,
+            } => strings::apply_set(
+                self,
+                db,
+                now,
+                strings::SetArgs {
+                    key,
+                    value,
+                    expiry,
+                    cond,
+                    reply,
+                },
+                out,
+            ),
             Effect::GetDel { key } => strings::apply_getdel(self, db, now, key, out),
             Effect::GetEx { key, change } => strings::apply_getex(self, db, now, key, change, out),
             Effect::MSet { pairs } => strings::apply_mset(self, db, now, pairs, false, out),
@@ -106,14 +125,23 @@ impl Store {
                 strings::apply_setrange(self, db, now, key, offset, value, out)
             }
             Effect::IncrBy { key, delta } => strings::apply_incrby(self, db, now, key, delta, out),
-            Effect::IncrByFloat { key, delta } => strings::apply_incrbyfloat(self, db, now, key, delta, out),
-            Effect::Del { keys } => keys::apply_del(self, db, now, keys, out),
-            Effect::Expire { key, at, cond } => keys::apply_expire(self, db, now, key, at, cond, out),
-            Effect::Persist { key } => keys::apply_persist(self, db, now, key, out),
-            Effect::Rename { src, dst, only_new } => keys::apply_rename(self, db, now, src, dst, only_new, out),
-            Effect::Copy { src, dst, dst_db, replace } => {
-                keys::apply_copy(self, db, now, src, dst, dst_db, replace, out)
+            Effect::IncrByFloat { key, delta } => {
+                strings::apply_incrbyfloat(self, db, now, key, delta, out)
             }
+            Effect::Del { keys } => keys::apply_del(self, db, now, keys, out),
+            Effect::Expire { key, at, cond } => {
+                keys::apply_expire(self, db, now, key, at, cond, out)
+            }
+            Effect::Persist { key } => keys::apply_persist(self, db, now, key, out),
+            Effect::Rename { src, dst, only_new } => {
+                keys::apply_rename(self, db, now, src, dst, only_new, out)
+            }
+            Effect::Copy {
+                src,
+                dst,
+                dst_db,
+                replace,
+            } => keys::apply_copy(self, now, (db, src), (dst_db, dst), replace, out),
             Effect::FlushDb => {
                 self.flush(db);
                 out.ok();
@@ -128,7 +156,9 @@ impl Store {
     /// Empties database `db`. A large keyspace is freed on a helper thread so that the core
     /// keeps serving; the keys are gone for every client either way.
     pub fn flush(&mut self, db: usize) {
-        let Some(old) = self.dbs[db].as_mut().map(|ks| ks.take_all()) else { return };
+        let Some(old) = self.dbs[db].as_mut().map(|ks| ks.take_all()) else {
+            return;
+        };
         if old.len() > LAZY_FREE_THRESHOLD {
             std::thread::spawn(move || drop(old));
         }
@@ -148,7 +178,10 @@ pub fn plan<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error
         Cmd::GetEx => return strings::plan_getex(req),
         Cmd::MSet => return strings::plan_mset(req, false),
         Cmd::MSetNx => return strings::plan_mset(req, true),
-        Cmd::Append => Effect::Append { key: args.get(1), value: args.get(2) },
+        Cmd::Append => Effect::Append {
+            key: args.get(1),
+            value: args.get(2),
+        },
         Cmd::SetRange => return strings::plan_setrange(req),
         Cmd::Incr => return strings::plan_incrby(req, 1, false),
         Cmd::Decr => return strings::plan_incrby(req, -1, false),
@@ -161,19 +194,34 @@ pub fn plan<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error
         Cmd::ExpireAt => return keys::plan_expire(req, 1000, true),
         Cmd::PExpireAt => return keys::plan_expire(req, 1, true),
         Cmd::Persist => Effect::Persist { key: args.get(1) },
-        Cmd::Rename => Effect::Rename { src: args.get(1), dst: args.get(2), only_new: false },
-        Cmd::RenameNx => Effect::Rename { src: args.get(1), dst: args.get(2), only_new: true },
+        Cmd::Rename => Effect::Rename {
+            src: args.get(1),
+            dst: args.get(2),
+            only_new: false,
+        },
+        Cmd::RenameNx => Effect::Rename {
+            src: args.get(1),
+            dst: args.get(2),
+            only_new: true,
+        },
         Cmd::Copy => return keys::plan_copy(req, databases),
         Cmd::FlushDb | Cmd::FlushAll => {
             let mode_ok = match args.len() {
                 1 => true,
-                2 => args.get(1).eq_ignore_ascii_case(b"ASYNC") || args.get(1).eq_ignore_ascii_case(b"SYNC"),
+                2 => {
+                    args.get(1).eq_ignore_ascii_case(b"ASYNC")
+                        || args.get(1).eq_ignore_ascii_case(b"SYNC")
+                }
                 _ => false,
             };
             if !mode_ok {
                 return Err(crate::errors::SYNTAX.into());
             }
-            if req.spec.cmd == Cmd::FlushDb { Effect::FlushDb } else { Effect::FlushAll }
+            if req.spec.cmd == Cmd::FlushDb {
+                Effect::FlushDb
+            } else {
+                Effect::FlushAll
+            }
         }
         other => return Err(format!("ERR '{}' is not a write command", other.spec().name).into()),
     })

@@ -45,7 +45,10 @@ pub fn mget(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
 }
 
 pub fn strlen(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
-    let len = store.db(req.db).get(req.args.get(1), req.now).map_or(0, |e| e.value().len());
+    let len = store
+        .db(req.db)
+        .get(req.args.get(1), req.now)
+        .map_or(0, |e| e.value().len());
     out.int(len as i64);
 }
 
@@ -85,8 +88,12 @@ fn substring_range(len: i64, mut start: i64, mut end: i64) -> Option<(usize, usi
 
 pub fn lcs(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     let ks = store.db(req.db);
-    let a = ks.get(req.args.get(1), req.now).map_or_else(Vec::new, |e| e.value().to_vec());
-    let b = ks.get(req.args.get(2), req.now).map_or_else(Vec::new, |e| e.value().to_vec());
+    let a = ks
+        .get(req.args.get(1), req.now)
+        .map_or_else(Vec::new, |e| e.value().to_vec());
+    let b = ks
+        .get(req.args.get(2), req.now)
+        .map_or_else(Vec::new, |e| e.value().to_vec());
     lcs_reply(&a, &b, req.args.tail(3), store.max_bulk_len, out);
 }
 
@@ -121,9 +128,10 @@ pub fn lcs_reply(a: &[u8], b: &[u8], options: Args, max_bulk_len: usize, out: &m
     }
     let cells = (a.len() as u64 + 1) * (b.len() as u64 + 1);
     if cells.saturating_mul(4) > max_bulk_len as u64 {
-        return out.error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+        return out
+            .error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
     }
-    let table = lcs_table(&a, &b);
+    let table = lcs_table(a, b);
     let width = b.len() + 1;
     let total = table[a.len() * width + b.len()] as usize;
     if want_len {
@@ -214,7 +222,13 @@ fn write_value(out: &mut ReplyWriter, value: Value) {
 // ---- plans ----
 
 /// Reads an expiry argument and turns it into an absolute deadline, with SET's checks.
-fn deadline(arg: &[u8], unit_ms: i64, absolute: bool, now: u64, command: &str) -> Result<u64, Error> {
+fn deadline(
+    arg: &[u8],
+    unit_ms: i64,
+    absolute: bool,
+    now: u64,
+    command: &str,
+) -> Result<u64, Error> {
     let n = int_arg(arg)?;
     if n <= 0 || n > i64::MAX / unit_ms {
         return Err(errors::invalid_expire(command));
@@ -223,7 +237,9 @@ fn deadline(arg: &[u8], unit_ms: i64, absolute: bool, now: u64, command: &str) -
     if absolute {
         return Ok(ms as u64);
     }
-    ms.checked_add(now as i64).map(|at| at as u64).ok_or_else(|| errors::invalid_expire(command))
+    ms.checked_add(now as i64)
+        .map(|at| at as u64)
+        .ok_or_else(|| errors::invalid_expire(command))
 }
 
 pub fn plan_set<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
@@ -237,10 +253,15 @@ pub fn plan_set<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
         let opt = args.get(i);
         let next = (i + 1 < args.len()).then(|| args.get(i + 1));
         let unit = |o: &[u8]| -> Option<(i64, bool)> {
-            [(&b"EX"[..], 1000, false), (b"PX", 1, false), (b"EXAT", 1000, true), (b"PXAT", 1, true)]
-                .into_iter()
-                .find(|(name, _, _)| o.eq_ignore_ascii_case(name))
-                .map(|(_, unit, abs)| (unit, abs))
+            [
+                (&b"EX"[..], 1000, false),
+                (b"PX", 1, false),
+                (b"EXAT", 1000, true),
+                (b"PXAT", 1, true),
+            ]
+            .into_iter()
+            .find(|(name, _, _)| o.eq_ignore_ascii_case(name))
+            .map(|(_, unit, abs)| (unit, abs))
         };
         if opt.eq_ignore_ascii_case(b"NX") && cond == SetCond::Always {
             cond = SetCond::Absent;
@@ -253,7 +274,9 @@ pub fn plan_set<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
             get = true;
         } else if opt.eq_ignore_ascii_case(b"KEEPTTL") && expire.is_none() {
             keep_ttl = true;
-        } else if let (Some((unit, abs)), Some(value), false, None) = (unit(opt), next, keep_ttl, expire) {
+        } else if let (Some((unit, abs)), Some(value), false, None) =
+            (unit(opt), next, keep_ttl, expire)
+        {
             expire = Some((value, unit, abs));
             i += 1;
         } else {
@@ -267,24 +290,48 @@ pub fn plan_set<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
         None => SetExpiry::Clear,
     };
     let reply = if get { SetReply::Old } else { SetReply::Ok };
-    Ok(Effect::Set { key: args.get(1), value: args.get(2), expiry, cond, reply })
+    Ok(Effect::Set {
+        key: args.get(1),
+        value: args.get(2),
+        expiry,
+        cond,
+        reply,
+    })
 }
 
 pub fn plan_setnx<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
     let (key, value) = (req.args.get(1), req.args.get(2));
-    Ok(Effect::Set { key, value, expiry: SetExpiry::Clear, cond: SetCond::Absent, reply: SetReply::Flag })
+    Ok(Effect::Set {
+        key,
+        value,
+        expiry: SetExpiry::Clear,
+        cond: SetCond::Absent,
+        reply: SetReply::Flag,
+    })
 }
 
 pub fn plan_setex<'a>(req: &Request<'a>, unit_ms: i64) -> Result<Effect<'a>, Error> {
     let name = if unit_ms == 1 { "psetex" } else { "setex" };
     let at = deadline(req.args.get(2), unit_ms, false, req.now, name)?;
     let (key, value) = (req.args.get(1), req.args.get(3));
-    Ok(Effect::Set { key, value, expiry: SetExpiry::At(at), cond: SetCond::Always, reply: SetReply::Ok })
+    Ok(Effect::Set {
+        key,
+        value,
+        expiry: SetExpiry::At(at),
+        cond: SetCond::Always,
+        reply: SetReply::Ok,
+    })
 }
 
 pub fn plan_getset<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
     let (key, value) = (req.args.get(1), req.args.get(2));
-    Ok(Effect::Set { key, value, expiry: SetExpiry::Clear, cond: SetCond::Always, reply: SetReply::Old })
+    Ok(Effect::Set {
+        key,
+        value,
+        expiry: SetExpiry::Clear,
+        cond: SetCond::Always,
+        reply: SetReply::Old,
+    })
 }
 
 pub fn plan_getex<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
@@ -309,28 +356,45 @@ pub fn plan_getex<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
         }
         _ => return Err(errors::SYNTAX.into()),
     };
-    Ok(Effect::GetEx { key: args.get(1), change })
+    Ok(Effect::GetEx {
+        key: args.get(1),
+        change,
+    })
 }
 
 pub fn plan_mset<'a>(req: &Request<'a>, only_new: bool) -> Result<Effect<'a>, Error> {
-    if req.args.len() % 2 == 0 {
+    if req.args.len().is_multiple_of(2) {
         return Err(errors::wrong_arity(req.spec.name));
     }
     let pairs = req.args.tail(1);
-    Ok(if only_new { Effect::MSetNx { pairs } } else { Effect::MSet { pairs } })
+    Ok(if only_new {
+        Effect::MSetNx { pairs }
+    } else {
+        Effect::MSet { pairs }
+    })
 }
 
 pub fn plan_incrby<'a>(req: &Request<'a>, sign: i64, explicit: bool) -> Result<Effect<'a>, Error> {
-    let delta = if explicit { int_arg(req.args.get(2))? } else { 1 };
+    let delta = if explicit {
+        int_arg(req.args.get(2))?
+    } else {
+        1
+    };
     if sign < 0 && delta == i64::MIN {
         return Err("ERR decrement would overflow".into());
     }
-    Ok(Effect::IncrBy { key: req.args.get(1), delta: delta * sign })
+    Ok(Effect::IncrBy {
+        key: req.args.get(1),
+        delta: delta * sign,
+    })
 }
 
 pub fn plan_incrbyfloat<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
     let delta = errors::float_arg(req.args.get(2)).ok_or(errors::NOT_FLOAT)?;
-    Ok(Effect::IncrByFloat { key: req.args.get(1), delta })
+    Ok(Effect::IncrByFloat {
+        key: req.args.get(1),
+        delta,
+    })
 }
 
 pub fn plan_setrange<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
@@ -338,7 +402,11 @@ pub fn plan_setrange<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
     if offset < 0 {
         return Err(errors::OFFSET_RANGE.into());
     }
-    Ok(Effect::SetRange { key: req.args.get(1), offset: offset as usize, value: req.args.get(3) })
+    Ok(Effect::SetRange {
+        key: req.args.get(1),
+        offset: offset as usize,
+        value: req.args.get(3),
+    })
 }
 
 // ---- applies ----
@@ -380,7 +448,12 @@ pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut
         SetExpiry::Keep => old.and_then(Entry::expire_at).unwrap_or(0),
         SetExpiry::At(at) => at,
     };
-    ks.insert(Entry::new(set.key, encode_string(set.value), expire_at, lru_clock(now)));
+    ks.insert(Entry::new(
+        set.key,
+        encode_string(set.value),
+        expire_at,
+        lru_clock(now),
+    ));
 }
 
 pub fn apply_getdel(store: &mut Store, db: usize, now: u64, key: &[u8], out: &mut ReplyWriter) {
@@ -390,9 +463,18 @@ pub fn apply_getdel(store: &mut Store, db: usize, now: u64, key: &[u8], out: &mu
     }
 }
 
-pub fn apply_getex(store: &mut Store, db: usize, now: u64, key: &[u8], change: ExpiryChange, out: &mut ReplyWriter) {
+pub fn apply_getex(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    change: ExpiryChange,
+    out: &mut ReplyWriter,
+) {
     let ks = store.db(db);
-    let Some(entry) = ks.get(key, now) else { return out.null() };
+    let Some(entry) = ks.get(key, now) else {
+        return out.null();
+    };
     write_value(out, entry.value());
     match change {
         ExpiryChange::Keep => {}
@@ -408,10 +490,19 @@ pub fn apply_getex(store: &mut Store, db: usize, now: u64, key: &[u8], change: E
     }
 }
 
-pub fn apply_mset(store: &mut Store, db: usize, now: u64, pairs: Args, only_new: bool, out: &mut ReplyWriter) {
+pub fn apply_mset(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    pairs: Args,
+    only_new: bool,
+    out: &mut ReplyWriter,
+) {
     let ks = store.db(db);
     if only_new {
-        let any_exists = (0..pairs.len()).step_by(2).any(|i| ks.get(pairs.get(i), now).is_some());
+        let any_exists = (0..pairs.len())
+            .step_by(2)
+            .any(|i| ks.get(pairs.get(i), now).is_some());
         out.int(!any_exists as i64);
         if any_exists {
             return;
@@ -420,11 +511,23 @@ pub fn apply_mset(store: &mut Store, db: usize, now: u64, pairs: Args, only_new:
         out.ok();
     }
     for i in (0..pairs.len()).step_by(2) {
-        ks.insert(Entry::new(pairs.get(i), encode_string(pairs.get(i + 1)), 0, lru_clock(now)));
+        ks.insert(Entry::new(
+            pairs.get(i),
+            encode_string(pairs.get(i + 1)),
+            0,
+            lru_clock(now),
+        ));
     }
 }
 
-pub fn apply_append(store: &mut Store, db: usize, now: u64, key: &[u8], value: &[u8], out: &mut ReplyWriter) {
+pub fn apply_append(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    value: &[u8],
+    out: &mut ReplyWriter,
+) {
     let max = store.max_bulk_len;
     let ks = store.db(db);
     let result = ks.modify(key, now, |entry| {
@@ -450,7 +553,15 @@ pub fn apply_append(store: &mut Store, db: usize, now: u64, key: &[u8], value: &
     }
 }
 
-pub fn apply_setrange(store: &mut Store, db: usize, now: u64, key: &[u8], offset: usize, value: &[u8], out: &mut ReplyWriter) {
+pub fn apply_setrange(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    offset: usize,
+    value: &[u8],
+    out: &mut ReplyWriter,
+) {
     let max = store.max_bulk_len;
     let ks = store.db(db);
     let too_long = offset.checked_add(value.len()).is_none_or(|end| end > max);
@@ -485,7 +596,14 @@ pub fn apply_setrange(store: &mut Store, db: usize, now: u64, key: &[u8], offset
     }
 }
 
-pub fn apply_incrby(store: &mut Store, db: usize, now: u64, key: &[u8], delta: i64, out: &mut ReplyWriter) {
+pub fn apply_incrby(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    delta: i64,
+    out: &mut ReplyWriter,
+) {
     let ks = store.db(db);
     let result = ks.modify(key, now, |entry| {
         let current = match entry.value() {
@@ -506,11 +624,19 @@ pub fn apply_incrby(store: &mut Store, db: usize, now: u64, key: &[u8], delta: i
     }
 }
 
-pub fn apply_incrbyfloat(store: &mut Store, db: usize, now: u64, key: &[u8], delta: f64, out: &mut ReplyWriter) {
+pub fn apply_incrbyfloat(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    delta: f64,
+    out: &mut ReplyWriter,
+) {
     let delta_text = tessera_protocol::reply::format_double(delta);
     let add = |current: &[u8]| -> Result<String, &'static str> {
         let current_f64 = errors::float_arg(current).ok_or(errors::NOT_FLOAT)?;
-        decimal::add_texts(current, delta_text.as_bytes(), delta, current_f64).ok_or(errors::NAN_OR_INF)
+        decimal::add_texts(current, delta_text.as_bytes(), delta, current_f64)
+            .ok_or(errors::NAN_OR_INF)
     };
     let ks = store.db(db);
     let result = ks.modify(key, now, |entry| {
@@ -521,7 +647,12 @@ pub fn apply_incrbyfloat(store: &mut Store, db: usize, now: u64, key: &[u8], del
     let result = match result {
         Some(r) => r,
         None => add(b"0").inspect(|sum| {
-            ks.insert(Entry::new(key, Value::Str(sum.as_bytes()), 0, lru_clock(now)));
+            ks.insert(Entry::new(
+                key,
+                Value::Str(sum.as_bytes()),
+                0,
+                lru_clock(now),
+            ));
         }),
     };
     match result {

@@ -1,0 +1,8 @@
+//! End-to-end tests: each starts the real `tessera` binary on a free loopback port and talks
+//! to it with the `redis` crate or raw sockets.
+
+mod harness;
+mod keyspace;
+mod multicore;
+mod robustness;
+mod strings;
