@@ -99,6 +99,8 @@ pub struct Conn {
     pub readable: bool,
     /// The socket may accept more output.
     pub writable: bool,
+    /// The poller is asked to report when output can continue (after a blocked write).
+    pub watching_output: bool,
     pub close_after_reply: bool,
     /// The peer is gone or the connection must be dropped now.
     pub dead: bool,
@@ -129,6 +131,7 @@ impl Conn {
             cycle: None,
             readable: true,
             writable: true,
+            watching_output: false,
             close_after_reply: false,
             dead: false,
             last_cmd: "NULL",

@@ -16,7 +16,9 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tessera_protocol::{Args, CommandSpec, ReplyWriter};
+use tessera_protocol::command::lookup;
+use tessera_protocol::{key_slot, Args, CommandSpec, ReplyWriter, RequestParser};
+use tessera_storage::keyspace::PREFETCH_BATCH;
 use tessera_storage::{Request, Store};
 
 const LISTENER: u64 = u64::MAX;
@@ -26,6 +28,8 @@ const WAKER: u64 = u64::MAX - 1;
 const OUTPUT_PAUSE: usize = 1024 * 1024;
 /// Replies one pipeline may have outstanding across cores before the rest waits.
 const MAX_PARTS: usize = 1024;
+/// Buffered input below which looking ahead to prefetch is not worth it (a lone request).
+const PREFETCH_MIN_INPUT: usize = 256;
 /// Time the active expiry cycle may take out of each tick, as Redis's 25%.
 const EXPIRE_BUDGET_PERCENT: u64 = 25;
 
@@ -142,6 +146,8 @@ pub struct Core {
     overflow: Vec<VecDeque<Msg>>,
     loopback: VecDeque<Msg>,
     batches: Vec<Option<Box<Batch>>>,
+    /// Parses ahead of the request loop for prefetching; never drives execution.
+    lookahead: RequestParser,
     pending: HashMap<u64, Pending>,
     next_ticket: u64,
     next_cycle: u64,
@@ -178,6 +184,7 @@ impl Core {
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
             loopback: VecDeque::new(),
             batches: (0..cores).map(|_| None).collect(),
+            lookahead: RequestParser::new(config.proto_max_bulk_len as usize),
             pending: HashMap::new(),
             next_ticket: 1,
             next_cycle: 1,
@@ -408,7 +415,11 @@ impl Core {
         let rbuf = std::mem::take(&mut conn.rbuf);
         let mut parser = std::mem::take(&mut conn.parser);
         let mut pos = conn.rpos;
+        let mut prefetched_to = pos;
         while !conn.dead && !conn.close_after_reply {
+            if pos >= prefetched_to && rbuf.len() - pos >= PREFETCH_MIN_INPUT {
+                prefetched_to = pos + self.prefetch_ahead(&rbuf[pos..], conn.db);
+            }
             if conn
                 .cycle
                 .as_ref()
@@ -447,6 +458,41 @@ impl Core {
         conn.parser = parser;
         conn.rpos = pos;
         self.send_batches();
+    }
+
+    /// Looks ahead over buffered requests and prefetches the keys this core is about to look
+    /// up, so that a pipeline's cache misses overlap instead of queueing one behind another.
+    /// Returns how many bytes of input it covered.
+    fn prefetch_ahead(&mut self, input: &[u8], db: usize) -> usize {
+        let mut ranges = [(0usize, 0usize); PREFETCH_BATCH];
+        let mut count = 0;
+        let mut pos = 0;
+        self.lookahead.reset();
+        while count < PREFETCH_BATCH && input.get(pos) == Some(&b'*') {
+            let Ok(Some(n)) = self.lookahead.parse(&input[pos..]) else {
+                break;
+            };
+            let args = self.lookahead.args(&input[pos..]);
+            let single_key = args.len() >= 2
+                && lookup(args.get(0))
+                    .is_some_and(|spec| spec.first_key == 1 && spec.last_key == 1);
+            if single_key {
+                let key = args.get(1);
+                if self.shared.cores == 1 || self.shared.owner(key_slot(key)) == self.id {
+                    ranges[count] = (key.as_ptr() as usize - input.as_ptr() as usize, key.len());
+                    count += 1;
+                }
+            }
+            pos += n;
+        }
+        if count > 1 {
+            let mut keys: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
+            for (slot, &(start, len)) in keys.iter_mut().zip(&ranges[..count]) {
+                *slot = &input[start..start + len];
+            }
+            self.store.db(db).prefetch(&keys[..count]);
+        }
+        pos.max(1)
     }
 
     // ---- local, remote and multi-core execution ----
@@ -847,6 +893,15 @@ impl Core {
             let was_paused = conn.pending_output() >= OUTPUT_PAUSE;
             let written = conn.flush();
             self.stats.net_output += written as u64;
+            let blocked = !conn.writable && conn.wpos < conn.wbuf.len();
+            if blocked != conn.watching_output
+                && self
+                    .poller
+                    .watch_output(conn.fd, idx as u64, blocked)
+                    .is_ok()
+            {
+                conn.watching_output = blocked;
+            }
             let limit = self.config.output_normal;
             let pending = conn.pending_output() as u64;
             if limit.hard > 0 && pending > limit.hard {

@@ -246,6 +246,21 @@ const MAX_NAME: usize = 16;
 
 /// Finds a command by name, ignoring ASCII case.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    // Pipelines repeat one command; remembering the last hit skips the hash.
+    thread_local!(static LAST: std::cell::Cell<Option<&'static CommandSpec>> = const { std::cell::Cell::new(None) });
+    if let Some(last) = LAST.get() {
+        if last.name.len() == name.len() && last.name.as_bytes().eq_ignore_ascii_case(name) {
+            return Some(last);
+        }
+    }
+    let found = lookup_uncached(name);
+    if found.is_some() {
+        LAST.set(found);
+    }
+    found
+}
+
+fn lookup_uncached(name: &[u8]) -> Option<&'static CommandSpec> {
     if name.len() > MAX_NAME {
         return None;
     }

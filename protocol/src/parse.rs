@@ -71,6 +71,12 @@ impl RequestParser {
         }
     }
 
+    /// Forgets what the last incomplete parse learned, for a caller that will parse from a
+    /// different position next.
+    pub fn reset(&mut self) {
+        self.need = 0;
+    }
+
     pub fn set_max_bulk_len(&mut self, max_bulk_len: usize) {
         self.max_bulk_len = max_bulk_len;
     }

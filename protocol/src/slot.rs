@@ -60,6 +60,27 @@ mod tests {
     }
 
     #[test]
+    fn two_bytes_at_a_time_matches_the_bytewise_definition() {
+        let bytewise = |data: &[u8]| {
+            data.iter().fold(0u16, |crc, &b| {
+                (crc << 8) ^ CRC16[((crc >> 8) as u8 ^ b) as usize]
+            })
+        };
+        let mut x = 0x12345678u32;
+        for len in 0..64 {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            assert_eq!(crc16(&data), bytewise(&data), "len {len}");
+        }
+    }
+
+    #[test]
     fn slots_match_redis() {
         // Values from CLUSTER KEYSLOT on a real Redis.
         assert_eq!(key_slot(b"foo"), 12182);

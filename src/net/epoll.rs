@@ -36,8 +36,16 @@ impl Epoll {
 
 impl Poller for Epoll {
     fn add_socket(&self, fd: i32, token: u64) -> io::Result<()> {
-        let events = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        let events = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
         self.ctl(libc::EPOLL_CTL_ADD, fd, events as u32, token)
+    }
+
+    fn watch_output(&self, fd: i32, token: u64, on: bool) -> io::Result<()> {
+        let mut events = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
+        if on {
+            events |= libc::EPOLLOUT;
+        }
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events as u32, token)
     }
 
     fn add_reader(&self, fd: i32, token: u64, exclusive: bool) -> io::Result<()> {

@@ -17,8 +17,11 @@ pub struct Event {
 
 /// Readiness notification over a set of descriptors, one instance per core.
 pub trait Poller {
-    /// Watches a connection socket for input and output (edge-triggered).
+    /// Watches a connection socket for input (edge-triggered).
     fn add_socket(&self, fd: i32, token: u64) -> std::io::Result<()>;
+    /// Also reports when the socket can take output again; only worth asking after a write
+    /// would have blocked, since an always-on output watch wakes the loop after every reply.
+    fn watch_output(&self, fd: i32, token: u64, on: bool) -> std::io::Result<()>;
     /// Watches a descriptor for input only (listener, wake-up eventfd). `exclusive` wakes only
     /// one of the pollers sharing it.
     fn add_reader(&self, fd: i32, token: u64, exclusive: bool) -> std::io::Result<()>;

@@ -124,6 +124,11 @@ impl Entry {
         Entry { ptr }
     }
 
+    /// Asks the CPU to start loading this entry's first cache line.
+    pub fn prefetch(&self) {
+        crate::prefetch::line(self.ptr.as_ptr() as *const u8);
+    }
+
     fn header(&self) -> &Header {
         // SAFETY: ptr always points at an initialised header.
         unsafe { self.ptr.as_ref() }

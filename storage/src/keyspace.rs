@@ -30,6 +30,9 @@ pub struct Keyspace {
     expire_cursor: usize,
 }
 
+/// Most keys `prefetch` warms at once.
+pub const PREFETCH_BATCH: usize = 32;
+
 /// The LRU clock: seconds, as stored in each entry.
 pub fn lru_clock(now_ms: u64) -> u32 {
     (now_ms / 1000) as u32
@@ -86,6 +89,23 @@ impl Keyspace {
         (key_slot(key) as usize, self.hasher.hash_one(key))
     }
 
+    /// Warms the caches for upcoming lookups of `keys`: first the slot tables, then (with
+    /// those loaded) each probe sequence, prefetching every candidate entry without waiting
+    /// for it. Changes nothing.
+    pub fn prefetch(&self, keys: &[&[u8]]) {
+        let mut located = [(0usize, 0u64); PREFETCH_BATCH];
+        for (i, key) in keys.iter().take(PREFETCH_BATCH).enumerate() {
+            located[i] = self.locate(key);
+            crate::prefetch::line(&self.slots[located[i].0] as *const SlotTable as *const u8);
+        }
+        for &(slot, hash) in &located[..keys.len().min(PREFETCH_BATCH)] {
+            self.slots[slot].table.find(hash, |e| {
+                e.prefetch();
+                false
+            });
+        }
+    }
+
     /// The live entry for `key`; an expired one is reclaimed on the way.
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         self.get_mut_unaccounted(key, now_ms).map(|e| &*e)
@@ -140,6 +160,74 @@ impl Keyspace {
             }
         }
         Some(result)
+    }
+
+    /// Looks `key` up once for a write. `write` gets the live entry (an expired one is
+    /// reclaimed first), may change it in place, and may return a new entry to store instead
+    /// (or, when there was none, to add). Accounting stays right whatever it does.
+    pub fn upsert<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        write: impl FnOnce(Option<&mut Entry>) -> (Option<Entry>, R),
+    ) -> R {
+        let (slot, hash) = self.locate(key);
+        let Keyspace {
+            slots,
+            hasher,
+            keys,
+            volatile,
+            memory,
+            expired,
+            ..
+        } = self;
+        let table = &mut slots[slot];
+        let mut account = |entry: &Entry, sign: isize| {
+            *memory = (*memory as isize + sign * entry.memory() as isize) as usize;
+            if entry.expire_at().is_some() {
+                table.volatile = (table.volatile as isize + sign) as u32;
+                *volatile = (*volatile as isize + sign) as usize;
+            }
+        };
+        match table
+            .table
+            .entry(hash, |e| e.key() == key, |e| hasher.hash_one(e.key()))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut occupied) => {
+                account(occupied.get(), -1);
+                let live = !occupied.get().is_expired(now_ms);
+                if !live {
+                    *expired += 1;
+                }
+                let (replacement, result) = if live {
+                    let current = occupied.get_mut();
+                    current.touch(lru_clock(now_ms));
+                    write(Some(current))
+                } else {
+                    write(None)
+                };
+                match replacement {
+                    Some(entry) => *occupied.get_mut() = entry,
+                    None if live => {}
+                    None => {
+                        occupied.remove();
+                        *keys -= 1;
+                        return result;
+                    }
+                }
+                account(occupied.get(), 1);
+                result
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                let (entry, result) = write(None);
+                if let Some(entry) = entry {
+                    account(&entry, 1);
+                    vacant.insert(entry);
+                    *keys += 1;
+                }
+                result
+            }
+        }
     }
 
     /// Stores `entry`, replacing any entry with the same key (live or expired).
@@ -301,6 +389,37 @@ mod tests {
         assert_eq!((ks.len(), ks.volatile(), ks.expired()), (1, 0, 1));
         assert!(ks.remove(b"a", 0).is_some());
         assert_eq!((ks.len(), ks.memory()), (0, 0));
+    }
+
+    #[test]
+    fn upsert_adds_changes_and_replaces_with_one_lookup() {
+        let mut ks = Keyspace::new();
+        ks.upsert(b"a", 0, |old| {
+            assert!(old.is_none());
+            (Some(Entry::new(b"a", Value::Str(b"1"), 50, 0)), ())
+        });
+        assert_eq!((ks.len(), ks.volatile()), (1, 1));
+        ks.upsert(b"a", 10, |old| {
+            let e = old.expect("live");
+            e.set_value(Value::Str(&[b'x'; 300]), false);
+            e.set_expire_at(None);
+            (None, ())
+        });
+        assert_eq!((ks.len(), ks.volatile()), (1, 0));
+        let single = ks.memory();
+        ks.upsert(b"a", 10, |_| {
+            (Some(Entry::new(b"a", Value::Str(b"2"), 0, 0)), ())
+        });
+        assert!(ks.memory() < single);
+        put(&mut ks, "gone", 5);
+        let saw_old = ks.upsert(b"gone", 10, |old| (None, old.is_some()));
+        assert!(!saw_old, "an expired entry is not offered");
+        assert_eq!((ks.len(), ks.expired()), (1, 1));
+        let mut fresh = Keyspace::new();
+        fresh.upsert(b"b", 0, |_| {
+            (Some(Entry::new(b"b", Value::Int(1), 0, 0)), ())
+        });
+        assert_eq!(fresh.memory(), fresh.get(b"b", 0).unwrap().memory());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod glob;
 pub mod keys;
 pub mod keyspace;
+pub mod prefetch;
 pub mod store;
 pub mod strings;
 

@@ -420,40 +420,52 @@ pub struct SetArgs<'a> {
 }
 
 pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut ReplyWriter) {
-    let ks = store.db(db);
-    let old = ks.get(set.key, now);
-    let proceed = match set.cond {
-        SetCond::Always => true,
-        SetCond::Absent => old.is_none(),
-        SetCond::Present => old.is_some(),
-        SetCond::Equal(expected) => old.is_some_and(|e| {
-            let mut scratch = [0u8; 20];
-            e.value().as_bytes(&mut scratch) == expected
-        }),
-    };
-    match set.reply {
-        SetReply::Old => match old {
-            Some(entry) => write_value(out, entry.value()),
-            None => out.null(),
-        },
-        SetReply::Flag => out.int(proceed as i64),
-        SetReply::Ok if proceed => out.ok(),
-        SetReply::Ok => out.null(),
-    }
-    if !proceed {
-        return;
-    }
-    let expire_at = match set.expiry {
-        SetExpiry::Clear => 0,
-        SetExpiry::Keep => old.and_then(Entry::expire_at).unwrap_or(0),
-        SetExpiry::At(at) => at,
-    };
-    ks.insert(Entry::new(
-        set.key,
-        encode_string(set.value),
-        expire_at,
-        lru_clock(now),
-    ));
+    store.db(db).upsert(set.key, now, |old| {
+        let proceed = match set.cond {
+            SetCond::Always => true,
+            SetCond::Absent => old.is_none(),
+            SetCond::Present => old.is_some(),
+            SetCond::Equal(expected) => old.as_ref().is_some_and(|e| {
+                let mut scratch = [0u8; 20];
+                e.value().as_bytes(&mut scratch) == expected
+            }),
+        };
+        match set.reply {
+            SetReply::Old => match &old {
+                Some(entry) => write_value(out, entry.value()),
+                None => out.null(),
+            },
+            SetReply::Flag => out.int(proceed as i64),
+            SetReply::Ok if proceed => out.ok(),
+            SetReply::Ok => out.null(),
+        }
+        if !proceed {
+            return (None, ());
+        }
+        let value = encode_string(set.value);
+        match old {
+            // Overwriting reuses the block: same key, new value, usually the same size class.
+            Some(entry) => {
+                entry.set_value(value, false);
+                match set.expiry {
+                    SetExpiry::Clear => entry.set_expire_at(None),
+                    SetExpiry::Keep => {}
+                    SetExpiry::At(at) => entry.set_expire_at(Some(at)),
+                }
+                (None, ())
+            }
+            None => {
+                let expire_at = match set.expiry {
+                    SetExpiry::At(at) => at,
+                    SetExpiry::Clear | SetExpiry::Keep => 0,
+                };
+                (
+                    Some(Entry::new(set.key, value, expire_at, lru_clock(now))),
+                    (),
+                )
+            }
+        }
+    });
 }
 
 pub fn apply_getdel(store: &mut Store, db: usize, now: u64, key: &[u8], out: &mut ReplyWriter) {
