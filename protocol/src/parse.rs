@@ -536,6 +536,71 @@ mod tests {
         assert!(got[2].is_empty());
     }
 
+    /// A small deterministic fuzzer: random bytes and mutations of valid pipelines. The parser
+    /// must never panic, never claim more bytes than it was given, and give the same requests
+    /// whether the input arrives whole or in two pieces.
+    #[test]
+    fn fuzzed_inputs_never_panic_and_split_consistently() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n.max(1) as u64) as usize
+        };
+        let seeds: &[&[u8]] = &[
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n",
+            b"*1\r\n$4\r\nPING\r\n",
+            b"SET k \"a\\x41 b\" 'c\\'d'\r\n",
+            b"*2\r\n$3\r\nGET\r\n$0\r\n\r\n",
+        ];
+        let alphabet = b"*$\r\n-0123456789abc \"'\\x";
+        for _ in 0..20_000 {
+            let mut input: Vec<u8> = Vec::new();
+            for _ in 0..1 + rand(4) {
+                input.extend_from_slice(seeds[rand(seeds.len())]);
+            }
+            for _ in 0..rand(4) {
+                let at = rand(input.len());
+                match rand(3) {
+                    0 => input[at] = alphabet[rand(alphabet.len())],
+                    1 => input.insert(at, alphabet[rand(alphabet.len())]),
+                    _ => {
+                        input.remove(at);
+                    }
+                }
+            }
+            if rand(10) == 0 {
+                input = (0..rand(64)).map(|_| rand(256) as u8).collect();
+            }
+            let whole = parse_stream(&input, input.len());
+            let split = parse_stream(&input, rand(input.len() + 1));
+            assert_eq!(whole, split, "{:?}", String::from_utf8_lossy(&input));
+        }
+    }
+
+    /// Feeds `input` in two pieces split at `split`; returns the requests and how it ended.
+    fn parse_stream(input: &[u8], split: usize) -> (Vec<Vec<Vec<u8>>>, Option<ParseError>) {
+        let mut parser = RequestParser::new(1 << 20);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for chunk in [&input[..split], &input[split..]] {
+            buf.extend_from_slice(chunk);
+            loop {
+                match parser.parse(&buf) {
+                    Ok(Some(n)) => {
+                        assert!(n <= buf.len());
+                        got.push(parser.args(&buf).iter().map(<[u8]>::to_vec).collect());
+                        buf.drain(..n);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+        }
+        (got, None)
+    }
+
     #[test]
     fn strict_integers() {
         assert_eq!(parse_int(b"0"), Some(0));
