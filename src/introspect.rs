@@ -79,7 +79,7 @@ pub fn command(conn: &mut Conn, args: Args) {
             w.map(specs.len());
             specs.into_iter().for_each(|spec| write_docs(w, spec));
         }),
-        b"GETKEYS" if args.len() >= 3 => {
+        b"GETKEYS" if args.len() >= 4 => {
             let inner = args.tail(2);
             let result = match lookup(inner.get(0)) {
                 None => Err("ERR Invalid command specified".to_string()),

@@ -8,7 +8,12 @@ use tessera_storage::{Request, Store};
 
 fn set_request(i: usize) -> Vec<u8> {
     let key = format!("key:{i:012}");
-    format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$64\r\n{}\r\n", key.len(), "x".repeat(64)).into_bytes()
+    format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$64\r\n{}\r\n",
+        key.len(),
+        "x".repeat(64)
+    )
+    .into_bytes()
 }
 
 fn parse(c: &mut Criterion) {
@@ -60,10 +65,20 @@ fn encode(c: &mut Criterion) {
 
 fn run(store: &mut Store, request: &[u8], out: &mut Vec<u8>) {
     let mut parser = RequestParser::default();
-    let Ok(Some(_)) = parser.parse(request) else { panic!("bad request") };
+    let Ok(Some(_)) = parser.parse(request) else {
+        panic!("bad request")
+    };
     let args = parser.args(request);
     let spec = lookup(args.get(0)).expect("known command");
-    store.execute(&Request { spec, args, db: 0, now: 1 }, &mut ReplyWriter::new(out, false));
+    store.execute(
+        &Request {
+            spec,
+            args,
+            db: 0,
+            now: 1,
+        },
+        &mut ReplyWriter::new(out, false),
+    );
 }
 
 fn keyspace(c: &mut Criterion) {

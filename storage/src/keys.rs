@@ -38,7 +38,7 @@ pub fn ttl(store: &mut Store, req: &Request, millis: bool, absolute: bool, out: 
     };
     let value = match (absolute, millis) {
         (true, true) => at as i64,
-        (true, false) => (at / 1000) as i64,
+        (true, false) => ((at + 500) / 1000) as i64,
         (false, true) => at.saturating_sub(req.now) as i64,
         (false, false) => ((at.saturating_sub(req.now) + 500) / 1000) as i64,
     };
@@ -75,10 +75,13 @@ pub struct ScanOptions {
 }
 
 pub fn parse_scan(args: tessera_protocol::Args) -> Result<ScanOptions, Error> {
-    let cursor = std::str::from_utf8(args.get(1))
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or(errors::INVALID_CURSOR)?;
+    // Redis reads the cursor with strtoul, which wraps a leading minus sign.
+    let text = std::str::from_utf8(args.get(1)).map_err(|_| errors::INVALID_CURSOR)?;
+    let cursor = match text.strip_prefix('-') {
+        Some(digits) => digits.parse::<u64>().map(u64::wrapping_neg),
+        None => text.parse::<u64>(),
+    }
+    .map_err(|_| errors::INVALID_CURSOR)?;
     let mut opts = ScanOptions {
         cursor,
         pattern: None,
