@@ -4,7 +4,7 @@
 use crate::client;
 use crate::conn::Conn;
 use crate::core::{Core, Work};
-use crate::dispatch::{reply, run_multi, Flow};
+use crate::dispatch::{reply, reply_lines, run_multi, Flow};
 use crate::info;
 use crate::introspect;
 use crate::multi::{self, bulk_array, on_every_core, on_every_core_atomically, reply_with, Step};
@@ -378,10 +378,7 @@ fn config(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
             "HELP",
             "    Print this help.",
         ];
-        reply(conn, |w| {
-            w.array(lines.len());
-            lines.iter().for_each(|l| w.simple(l));
-        });
+        reply_lines(conn, &lines);
     } else {
         let known = [&b"GET"[..], b"SET", b"RESETSTAT", b"REWRITE", b"HELP"];
         let text = if known.iter().any(|k| sub.eq_ignore_ascii_case(k)) {
@@ -411,10 +408,7 @@ fn memory(core: &Core, conn: &mut Conn, args: Args) {
             "PURGE",
             "    Attempt to purge dirty pages for reclamation by the allocator.",
         ];
-        reply(conn, |w| {
-            w.array(lines.len());
-            lines.iter().for_each(|l| w.simple(l));
-        });
+        reply_lines(conn, &lines);
     } else if sub.eq_ignore_ascii_case(b"DOCTOR") {
         reply(conn, |w| {
             w.verbatim(b"No memory problems detected by Tessera.")

@@ -4,7 +4,7 @@
 use crate::admin::{valid_client_text, work};
 use crate::conn::Conn;
 use crate::core::Core;
-use crate::dispatch::{reply, run_multi, Flow};
+use crate::dispatch::{reply, reply_lines, run_multi, Flow};
 use crate::multi::{on_every_core, reply_with};
 use tessera_protocol::Args;
 use tessera_storage::errors;
@@ -240,10 +240,7 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
             let line = describe(conn, core.now);
             reply(conn, |w| w.verbatim(line.as_bytes()));
         }
-        b"HELP" => reply(conn, |w| {
-            w.array(HELP.len());
-            HELP.iter().for_each(|l| w.simple(l));
-        }),
+        b"HELP" => reply_lines(conn, &HELP),
         b"LIST" => {
             let filter = match parse_filter(args, 2, conn.id, false) {
                 Ok(f) => f,

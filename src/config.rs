@@ -29,7 +29,6 @@ pub struct Config {
     pub output_pubsub: OutputLimit,
     pub hz: u32,
     pub loglevel: String,
-    pub dir: String,
     pub config_file: Option<String>,
 }
 
@@ -62,7 +61,6 @@ impl Default for Config {
             },
             hz: 10,
             loglevel: "notice".into(),
-            dir: ".".into(),
             config_file: None,
         }
     }
@@ -108,8 +106,7 @@ const DIRECTIVES: &[(&str, Mutability)] = &[
     ("client-query-buffer-limit", Mutability::Runtime),
     ("client-output-buffer-limit", Mutability::Runtime),
     ("hz", Mutability::Runtime),
-    ("loglevel", Mutability::Runtime),
-    ("dir", Mutability::Startup),
+    ("loglevel", Mutability::Startup),
 ];
 
 /// Parses a Redis memory amount: `1024`, `64kb`, `512mb`, `1gb` (binary) or `1k`, `1m`,
@@ -200,7 +197,6 @@ impl Config {
                 }
                 self.loglevel = level;
             }
-            "dir" => self.dir = value.to_string(),
             _ => unreachable!("every directive in DIRECTIVES is handled"),
         }
         Ok(())
@@ -298,7 +294,6 @@ impl Config {
             ("client-output-buffer-limit", limits),
             ("hz", self.hz.to_string()),
             ("loglevel", self.loglevel.clone()),
-            ("dir", self.dir.clone()),
             ("save", String::new()),
             ("appendonly", "no".into()),
         ]

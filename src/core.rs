@@ -26,8 +26,10 @@ const WAKER: u64 = u64::MAX - 1;
 /// Unsent output beyond which a connection's input is left unread until the client catches
 /// up: a client that never reads its replies costs bounded memory.
 const OUTPUT_PAUSE: usize = 1024 * 1024;
-/// Replies one pipeline may have outstanding across cores before the rest waits.
-const MAX_PARTS: usize = 1024;
+/// Replies one connection may have outstanding across cores before the rest of its pipeline
+/// waits. With the output pause this bounds a connection's reply memory to about 1 MB plus 64
+/// replies, however many requests it sends without reading.
+const MAX_PARTS: usize = 64;
 /// Buffered input below which looking ahead to prefetch is not worth it (a lone request).
 const PREFETCH_MIN_INPUT: usize = 256;
 /// Time the active expiry cycle may take out of each tick, as Redis's 25%.
@@ -238,6 +240,7 @@ impl Core {
             }
             self.shared.mailboxes[self.id].awake();
             self.now = unix_ms();
+            self.refresh_config();
             let events = std::mem::take(&mut self.events);
             for ev in &events {
                 match ev.token {
@@ -269,6 +272,10 @@ impl Core {
             conn.readable = true;
             self.ready.push(idx);
         }
+        if ev.closed {
+            // A paused connection is not read, so find out by writing whether the peer is gone.
+            self.dirty.push(idx);
+        }
         if ev.writable {
             conn.writable = true;
             self.dirty.push(idx);
@@ -282,7 +289,7 @@ impl Core {
             return;
         }
         loop {
-            match socket::accept(self.shared.listener) {
+            match socket::accept(self.shared.listener, self.config.tcp_keepalive) {
                 Ok(Some((fd, addr))) => self.place_connection(fd, addr),
                 Ok(None) => break,
                 Err(e) => {
@@ -416,7 +423,9 @@ impl Core {
         let mut parser = std::mem::take(&mut conn.parser);
         let mut pos = conn.rpos;
         let mut prefetched_to = pos;
-        while !conn.dead && !conn.close_after_reply {
+        // Stop at the output pause too: requests already buffered must not pile up replies
+        // for a client that is not reading them.
+        while !conn.dead && !conn.close_after_reply && conn.pending_output() < OUTPUT_PAUSE {
             if pos >= prefetched_to && rbuf.len() - pos >= PREFETCH_MIN_INPUT {
                 prefetched_to = pos + self.prefetch_ahead(&rbuf[pos..], conn.db);
             }
@@ -780,24 +789,11 @@ impl Core {
                 }
             }
             Msg::Adopt { fd, addr } => self.add_connection(fd, addr),
-            Msg::Call {
-                txn: Some(t),
-                from,
-                ticket,
-                index,
-                work,
-            } if self.reserved_by == Some(t) => {
-                let result = work(self);
-                self.send(
-                    from,
-                    Msg::CallDone {
-                        ticket,
-                        index,
-                        result,
-                    },
-                );
+            msg if self.reserved_by.is_some()
+                && !matches!(&msg, Msg::Call { txn, .. } if *txn == self.reserved_by) =>
+            {
+                self.deferred.push_back(msg)
             }
-            msg if self.reserved_by.is_some() => self.deferred.push_back(msg),
             Msg::Call {
                 from,
                 ticket,
@@ -932,7 +928,8 @@ impl Core {
 
     // ---- periodic work ----
 
-    fn tick(&mut self) {
+    /// Takes up a configuration changed by CONFIG SET (one atomic load when nothing changed).
+    fn refresh_config(&mut self) {
         let epoch = self.shared.config_epoch.load(Ordering::Relaxed);
         if epoch != self.config_epoch {
             if let Ok(config) = self.shared.config.read() {
@@ -945,6 +942,9 @@ impl Core {
                     .set_max_bulk_len(self.config.proto_max_bulk_len as usize);
             }
         }
+    }
+
+    fn tick(&mut self) {
         let period = 1000 / self.config.hz.max(1) as u64;
         self.next_tick = self.now + period;
         self.expire_cycle(period * EXPIRE_BUDGET_PERCENT / 100);

@@ -27,6 +27,14 @@ pub fn reply(conn: &mut Conn, write: impl FnOnce(&mut ReplyWriter)) {
     conn.commit(start);
 }
 
+/// A HELP reply: one simple string per line.
+pub fn reply_lines(conn: &mut Conn, lines: &[&str]) {
+    reply(conn, |w| {
+        w.array(lines.len());
+        lines.iter().for_each(|l| w.simple(l));
+    });
+}
+
 fn unknown_command(args: Args) -> String {
     let mut listed = String::new();
     for arg in args.tail(1).iter() {

@@ -22,6 +22,8 @@ struct CoreReport {
     commands: u64,
     net_input: u64,
     net_output: u64,
+    /// Per partition this core owns: (partition index, keys, bytes) over every database.
+    partitions: Vec<(usize, usize, u64)>,
 }
 
 fn report(core: &mut Core) -> CoreReport {
@@ -38,6 +40,22 @@ fn report(core: &mut Core) -> CoreReport {
     r.commands = core.stats.commands;
     r.net_input = core.stats.net_input;
     r.net_output = core.stats.net_output;
+    let shared = core.shared.clone();
+    for (p, range) in shared
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| shared.owner(r.start) == core.id)
+    {
+        let (mut keys, mut bytes) = (0, 0);
+        for db in (0..core.store.databases()).filter_map(|db| core.store.keyspace(db)) {
+            for slot in range.clone() {
+                keys += db.slot_len(slot);
+                bytes += db.slot_memory(slot);
+            }
+        }
+        r.partitions.push((p, keys, bytes));
+    }
     r
 }
 

@@ -2,7 +2,7 @@
 //! straight from `tessera_protocol::command`.
 
 use crate::conn::Conn;
-use crate::dispatch::reply;
+use crate::dispatch::{reply, reply_lines};
 use tessera_protocol::command::{flags, lookup, COMMANDS};
 use tessera_protocol::{Args, CommandSpec, ReplyWriter};
 use tessera_storage::errors;
@@ -124,10 +124,7 @@ pub fn command(conn: &mut Conn, args: Args) {
                 "HELP",
                 "    Print this help.",
             ];
-            reply(conn, |w| {
-                w.array(lines.len());
-                lines.iter().for_each(|l| w.simple(l));
-            });
+            reply_lines(conn, &lines);
         }
         b"COUNT" | b"GETKEYS" | b"HELP" => {
             let name = format!(

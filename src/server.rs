@@ -23,6 +23,8 @@ pub struct Shared {
     pub cores: usize,
     /// The core that owns each hash slot.
     pub slot_owner: Vec<u16>,
+    /// The partitions: contiguous slot ranges, in slot order.
+    pub partitions: Vec<std::ops::Range<u16>>,
     pub mailboxes: Vec<Mailbox>,
     pub next_client_id: AtomicU64,
     pub clients: AtomicUsize,
@@ -44,6 +46,13 @@ pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The slot ranges of `count` partitions, in slot order.
+pub fn partition_ranges(count: usize) -> Vec<std::ops::Range<u16>> {
+    (0..count)
+        .map(|p| (p * SLOT_COUNT / count) as u16..((p + 1) * SLOT_COUNT / count) as u16)
+        .collect()
 }
 
 /// Maps slots to cores: `cores * PARTITIONS_PER_CORE` contiguous partitions, each core
@@ -144,6 +153,7 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
         config_epoch: AtomicU64::new(0),
         cores,
         slot_owner: slot_owners(cores),
+        partitions: partition_ranges(cores * PARTITIONS_PER_CORE),
         mailboxes: (0..cores)
             .map(|_| Mailbox::new(cores))
             .collect::<std::io::Result<_>>()?,

@@ -12,8 +12,9 @@ pub fn listen(addr: &str, port: u16) -> io::Result<(i32, SocketAddr)> {
     Ok((listener.into_raw_fd(), local))
 }
 
-/// Accepts one pending connection as a non-blocking socket with TCP_NODELAY.
-pub fn accept(listener: i32) -> io::Result<Option<(i32, String)>> {
+/// Accepts one pending connection as a non-blocking socket with TCP_NODELAY and, when
+/// `keepalive_secs` is not zero, TCP keepalive probes after that much idle time.
+pub fn accept(listener: i32, keepalive_secs: u64) -> io::Result<Option<(i32, String)>> {
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: addr/len describe a valid buffer.
@@ -34,19 +35,31 @@ pub fn accept(listener: i32) -> io::Result<Option<(i32, String)>> {
             _ => Err(err),
         };
     }
-    set_nodelay(fd);
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    if keepalive_secs > 0 {
+        let idle = keepalive_secs.min(i32::MAX as u64) as i32;
+        set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+        set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle);
+        // As Redis does: probe a third as often, give up after three missed probes.
+        set_int_option(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPINTVL,
+            (idle / 3).max(1),
+        );
+        set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
+    }
     Ok(Some((fd, peer_name(fd))))
 }
 
-fn set_nodelay(fd: i32) {
-    let one: libc::c_int = 1;
-    // SAFETY: option value points at a live int.
+fn set_int_option(fd: i32, level: i32, name: i32, value: libc::c_int) {
+    // SAFETY: the option value points at a live int of the size given.
     unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const _ as *const libc::c_void,
+            level,
+            name,
+            &value as *const _ as *const libc::c_void,
             4,
         );
     }

@@ -15,6 +15,8 @@ struct SlotTable {
     table: HashTable<Entry>,
     /// Keys in this slot that carry a deadline, so the expiry cycle can skip the others.
     volatile: u32,
+    /// Bytes accounted to this slot's keys; a partition's memory is the sum over its slots.
+    memory: u64,
 }
 
 /// The keys of one database on one core.
@@ -80,6 +82,11 @@ impl Keyspace {
         self.expired
     }
 
+    /// Bytes accounted to one slot's keys.
+    pub fn slot_memory(&self, slot: u16) -> u64 {
+        self.slots[slot as usize].memory
+    }
+
     /// Keys stored in one slot (expired ones not yet reclaimed included).
     pub fn slot_len(&self, slot: u16) -> usize {
         self.slots[slot as usize].table.len()
@@ -125,6 +132,7 @@ impl Keyspace {
         if found.get().is_expired(now_ms) {
             let (entry, _) = found.remove();
             table.volatile -= 1;
+            table.memory -= entry.memory() as u64;
             self.volatile -= 1;
             self.keys -= 1;
             self.memory -= entry.memory();
@@ -150,6 +158,7 @@ impl Keyspace {
         let result = change(entry);
         let (new_memory, new_volatile) = (entry.memory(), entry.expire_at().is_some());
         self.memory = self.memory + new_memory - memory;
+        self.slots[slot].memory = self.slots[slot].memory + new_memory as u64 - memory as u64;
         if volatile != new_volatile {
             if new_volatile {
                 self.slots[slot].volatile += 1;
@@ -184,6 +193,7 @@ impl Keyspace {
         let table = &mut slots[slot];
         let mut account = |entry: &Entry, sign: isize| {
             *memory = (*memory as isize + sign * entry.memory() as isize) as usize;
+            table.memory = (table.memory as i64 + sign as i64 * entry.memory() as i64) as u64;
             if entry.expire_at().is_some() {
                 table.volatile = (table.volatile as isize + sign) as u32;
                 *volatile = (*volatile as isize + sign) as usize;
@@ -236,6 +246,7 @@ impl Keyspace {
         let hasher = &self.hasher;
         let table = &mut self.slots[slot];
         self.memory += entry.memory();
+        table.memory += entry.memory() as u64;
         if entry.expire_at().is_some() {
             table.volatile += 1;
             self.volatile += 1;
@@ -248,6 +259,7 @@ impl Keyspace {
             hashbrown::hash_table::Entry::Occupied(mut occupied) => {
                 let old = std::mem::replace(occupied.get_mut(), entry);
                 self.memory -= old.memory();
+                table.memory -= old.memory() as u64;
                 if old.expire_at().is_some() {
                     table.volatile -= 1;
                     self.volatile -= 1;
@@ -271,6 +283,7 @@ impl Keyspace {
             .remove();
         self.keys -= 1;
         self.memory -= entry.memory();
+        table.memory -= entry.memory() as u64;
         if entry.expire_at().is_some() {
             table.volatile -= 1;
             self.volatile -= 1;
@@ -356,6 +369,7 @@ impl Keyspace {
                 }
             });
             table.volatile -= freed_volatile;
+            table.memory -= freed_memory as u64;
             self.volatile -= freed_volatile as usize;
             self.keys -= freed_volatile as usize;
             self.memory -= freed_memory;
@@ -436,6 +450,28 @@ mod tests {
         ks.modify(b"a", 0, |e| e.set_expire_at(None));
         assert_eq!(ks.volatile(), 0);
         assert!(ks.modify(b"missing", 0, |_| ()).is_none());
+    }
+
+    #[test]
+    fn slot_memory_adds_up_to_the_keyspace_total() {
+        let mut ks = Keyspace::new();
+        for i in 0..500 {
+            put(&mut ks, &format!("m{i}"), if i % 3 == 0 { 10 } else { 0 });
+        }
+        ks.upsert(b"m1", 0, |_| {
+            (Some(Entry::new(b"m1", Value::Str(&[b'z'; 900]), 0, 0)), ())
+        });
+        ks.modify(b"m2", 0, |e| e.set_value(Value::Str(&[b'y'; 300]), true));
+        ks.remove(b"m4", 0);
+        ks.get(b"m3", 20);
+        ks.expire_step(20, 10_000);
+        let total: u64 = (0..SLOT_COUNT as u16).map(|s| ks.slot_memory(s)).sum();
+        assert_eq!(total, ks.memory() as u64);
+        let by_entry: usize = (0..SLOT_COUNT as u16)
+            .flat_map(|s| ks.slot_entries(s, 20))
+            .map(Entry::memory)
+            .sum();
+        assert_eq!(by_entry, ks.memory());
     }
 
     #[test]

@@ -96,12 +96,15 @@ def r(tessera):
 
 
 def read_until_closed(sock):
+    """Reads until the peer closes (True) or the socket's timeout passes first (False)."""
     data = b""
     while True:
         try:
             chunk = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
+        except ConnectionResetError:
             return data, True
+        except socket.timeout:
+            return data, False
         if not chunk:
             return data, True
         data += chunk

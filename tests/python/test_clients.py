@@ -120,24 +120,34 @@ def test_a_client_that_never_reads_costs_bounded_memory(tessera, r):
 
 
 def test_output_buffer_hard_limit_disconnects(tessera, r):
-    r.config_set("client-output-buffer-limit", "normal 2mb 0 0")
+    r.config_set("client-output-buffer-limit", "normal 256kb 0 0")
     try:
+        time.sleep(0.3)  # cores pick the new limit up on their next tick
         r.set("big", b"x" * (1 << 20))
         s = tessera.raw()
-        s.setblocking(False)
-        for _ in range(200):
-            try:
-                s.send(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")
-            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-                break
-        time.sleep(1)
-        s.setblocking(True)
-        s.settimeout(10)
-        _, closed = read_until_closed(s)
-        assert closed
+        # Enough replies to fill the kernel's socket buffers, so the rest waits in Tessera's.
+        s.sendall(b"CLIENT SETNAME hog\r\n" + b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 40)
+        deadline = time.time() + 10
+        while time.time() < deadline and "name=hog" in r.execute_command("CLIENT", "LIST").decode():
+            time.sleep(0.05)
+        assert "name=hog" not in r.execute_command("CLIENT", "LIST").decode(), "the hog was not disconnected"
         assert r.ping()
+        s.close()
     finally:
         r.config_set("client-output-buffer-limit", "normal 0 0 0")
+
+
+def test_a_paused_client_that_disconnects_is_reaped(tessera, r):
+    r.set("big", b"x" * (1 << 20))
+    s = tessera.raw()
+    s.sendall(b"CLIENT SETNAME paused\r\n" + b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 20)
+    time.sleep(0.5)
+    assert "name=paused" in r.execute_command("CLIENT", "LIST").decode()
+    s.close()  # with unread data: the kernel resets the connection
+    deadline = time.time() + 10
+    while time.time() < deadline and "name=paused" in r.execute_command("CLIENT", "LIST").decode():
+        time.sleep(0.05)
+    assert "name=paused" not in r.execute_command("CLIENT", "LIST").decode()
 
 
 def test_query_buffer_limit_disconnects(tessera, r):
