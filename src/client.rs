@@ -240,7 +240,7 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
             let line = describe(conn, core.now);
             reply(conn, |w| w.verbatim(line.as_bytes()));
         }
-        b"HELP" => reply_lines(conn, &HELP),
+        b"HELP" => reply_lines(conn, HELP),
         b"LIST" => {
             let filter = match parse_filter(args, 2, conn.id, false) {
                 Ok(f) => f,
