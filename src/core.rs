@@ -107,6 +107,12 @@ pub enum Msg {
         fd: i32,
         addr: String,
     },
+    /// A coordinated command's reply, handed to its connection on the next turn: the
+    /// command may finish while its connection is still being served and out of the table.
+    Deliver {
+        target: Target,
+        reply: Vec<u8>,
+    },
 }
 
 /// A multi-core command this core coordinates.
@@ -656,8 +662,10 @@ impl Core {
                     for &core in &p.reserve {
                         self.send(core, Msg::Release { txn: p.txn });
                     }
-                    let len = bytes.len();
-                    self.deliver(p.target, bytes, std::iter::once((p.target.part, 0..len)));
+                    self.loopback.push_back(Msg::Deliver {
+                        target: p.target,
+                        reply: bytes,
+                    });
                     return;
                 }
                 None => return,
@@ -789,6 +797,10 @@ impl Core {
                 }
             }
             Msg::Adopt { fd, addr } => self.add_connection(fd, addr),
+            Msg::Deliver { target, reply } => {
+                let len = reply.len();
+                self.deliver(target, reply, std::iter::once((target.part, 0..len)));
+            }
             msg if self.reserved_by.is_some()
                 && !matches!(&msg, Msg::Call { txn, .. } if *txn == self.reserved_by) =>
             {

@@ -122,7 +122,7 @@ fn array_items(reply: &[u8]) -> Vec<&[u8]> {
         };
         let header = &reply[pos..pos + line];
         let mut end = pos + line + 2;
-        if header[0] == b'$' {
+        if header.first() == Some(&b'$') {
             if let Some(len) = tessera_protocol::parse::parse_int(&header[1..]).filter(|&n| n >= 0)
             {
                 end += len as usize + 2;
@@ -173,6 +173,14 @@ pub fn for_keys(
     args: Args,
 ) -> MultiOp {
     let now = core.now;
+    // Key/value commands need whole pairs before they can be split by core.
+    if matches!(spec.cmd, Cmd::MSet | Cmd::MSetNx) && args.len().is_multiple_of(2) {
+        let text = tessera_storage::errors::wrong_arity(spec.name);
+        return MultiOp {
+            reserve: Vec::new(),
+            step: reply_with(resp3, |w| w.error(&text)),
+        };
+    }
     match spec.cmd {
         Cmd::MGet => {
             let groups = split_by_core(core, spec, args, false);

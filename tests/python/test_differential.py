@@ -49,6 +49,8 @@ CASES = [
     # MGET / MSET
     [["MSET", "a", "1", "b", "2"], ["MGET", "a", "b", "c"]],
     [["MSET", "a", "1", "b"]],
+    [["MSET", "-0.5", "PXAT", "XX", "-inf", "GET"]],
+    [["MSETNX", "k1", "v", "k2", "v", "k3"]],
     [["MSETNX", "a", "1", "b", "2"], ["MSETNX", "b", "3", "c", "4"], ["MGET", "a", "b", "c"]],
     [["MGET"]],
     # APPEND, STRLEN, ranges
