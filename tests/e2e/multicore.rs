@@ -208,3 +208,31 @@ fn pipelines_keep_request_order_across_cores() {
         }
     }
 }
+
+#[test]
+fn errors_found_before_any_core_is_asked_still_reply() {
+    // With four cores most of these pairs span two; their errors are decided by the
+    // coordinator at once and must still reach the client.
+    let server = Server::start(4, &[]);
+    let mut con = server.conn();
+    for i in 0..20 {
+        let err = cmd("COPY")
+            .arg(format!("src:{i}"))
+            .arg(format!("dst:{i}"))
+            .arg("BOGUS")
+            .query::<i64>(&mut con)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("ERR"), "{err:?}");
+        let err = cmd("MSET")
+            .arg(format!("src:{i}"))
+            .arg(1)
+            .arg(format!("dst:{i}"))
+            .query::<()>(&mut con)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("wrong number of arguments"),
+            "{err:?}"
+        );
+    }
+    assert_eq!(cmd("PING").query::<String>(&mut con).unwrap(), "PONG");
+}
