@@ -74,8 +74,12 @@ impl Server {
         redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).expect("client")
     }
 
+    /// A connection whose reads time out, so a server that never replies fails the test
+    /// instead of hanging it.
     pub fn conn(&self) -> redis::Connection {
-        self.client().get_connection().expect("connect")
+        let con = self.client().get_connection().expect("connect");
+        con.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
+        con
     }
 
     pub fn raw(&self) -> TcpStream {
