@@ -40,6 +40,7 @@ class Process:
         return self.proc.pid
 
     def client(self, **kw):
+        kw.setdefault("socket_timeout", 20)  # a missing reply fails the test instead of hanging it
         return redis.Redis(port=self.port, **kw)
 
     def raw(self):
