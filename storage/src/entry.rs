@@ -205,12 +205,14 @@ impl Entry {
         let key_len = self.header().key_len as usize;
         let old = layout(key_len, self.header().val_len as usize);
         let new = layout(key_len, bytes.len());
-        // SAFETY: the block was allocated with `old`; realloc keeps the header and the key.
-        let raw = unsafe { alloc::realloc(self.ptr.as_ptr() as *mut u8, old, new.size()) };
-        let Some(ptr) = NonNull::new(raw as *mut Header) else {
-            alloc::handle_alloc_error(new)
-        };
-        self.ptr = ptr;
+        if new.size() != old.size() {
+            // SAFETY: the block was allocated with `old`; realloc keeps the header and the key.
+            let raw = unsafe { alloc::realloc(self.ptr.as_ptr() as *mut u8, old, new.size()) };
+            let Some(ptr) = NonNull::new(raw as *mut Header) else {
+                alloc::handle_alloc_error(new)
+            };
+            self.ptr = ptr;
+        }
         let h = self.header_mut();
         h.val_len = bytes.len() as u32;
         h.encoding = encoding;

@@ -78,7 +78,8 @@ impl Server {
     /// instead of hanging it.
     pub fn conn(&self) -> redis::Connection {
         let con = self.client().get_connection().expect("connect");
-        con.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
+        con.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
         con
     }
 
