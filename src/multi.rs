@@ -134,6 +134,15 @@ fn array_items(reply: &[u8]) -> Vec<&[u8]> {
     items
 }
 
+/// Where a coordinated command comes from: the client's database, the command's timestamp
+/// and the protocol its reply is written in.
+#[derive(Clone, Copy)]
+struct Origin {
+    db: usize,
+    now: u64,
+    resp3: bool,
+}
+
 /// Splits a key command's keys (or key/value pairs) by owning core. Returns, per core, the
 /// sub-request arguments and the positions of its keys in the original request.
 fn split_by_core(
@@ -233,9 +242,11 @@ pub fn for_keys(
                 ),
             }
         }
-        Cmd::MSetNx => msetnx(core, db, now, resp3, spec, args),
-        Cmd::Rename | Cmd::RenameNx | Cmd::Copy => move_key(core, db, now, resp3, spec, args),
-        Cmd::Lcs => lcs(core, db, now, resp3, args),
+        Cmd::MSetNx => msetnx(core, &Origin { db, now, resp3 }, spec, args),
+        Cmd::Rename | Cmd::RenameNx | Cmd::Copy => {
+            move_key(core, &Origin { db, now, resp3 }, spec, args)
+        }
+        Cmd::Lcs => lcs(core, &Origin { db, now, resp3 }, args),
         other => MultiOp {
             reserve: Vec::new(),
             step: reply_with(resp3, |w| {
@@ -245,14 +256,8 @@ pub fn for_keys(
     }
 }
 
-fn msetnx(
-    core: &Core,
-    db: usize,
-    now: u64,
-    resp3: bool,
-    spec: &'static CommandSpec,
-    args: Args,
-) -> MultiOp {
+fn msetnx(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) -> MultiOp {
+    let Origin { db, now, resp3 } = *origin;
     let exists = Cmd::Exists.spec();
     let groups = split_by_core(core, spec, args, true);
     let reserve = groups.iter().map(|g| g.0).collect();
@@ -313,14 +318,8 @@ fn read_entry(key: Vec<u8>, db: usize, now: u64) -> Work {
 
 /// RENAME, RENAMENX and COPY between keys on different cores: read the source and check the
 /// destination, then write the destination and (for renames) delete the source.
-fn move_key(
-    core: &Core,
-    db: usize,
-    now: u64,
-    resp3: bool,
-    spec: &'static CommandSpec,
-    args: Args,
-) -> MultiOp {
+fn move_key(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) -> MultiOp {
+    let Origin { db, now, resp3 } = *origin;
     let (src, dst) = (args.get(1).to_vec(), args.get(2).to_vec());
     let (mut dst_db, mut replace) = (db, spec.cmd == Cmd::Rename);
     if spec.cmd == Cmd::Copy {
@@ -430,7 +429,8 @@ fn move_key(
     }
 }
 
-fn lcs(core: &Core, db: usize, now: u64, resp3: bool, args: Args) -> MultiOp {
+fn lcs(core: &Core, origin: &Origin, args: Args) -> MultiOp {
+    let Origin { db, now, resp3 } = *origin;
     let (a, b) = (args.get(1).to_vec(), args.get(2).to_vec());
     let mut reserve = vec![
         core.shared.owner(key_slot(&a)),
