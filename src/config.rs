@@ -131,11 +131,20 @@ pub fn parse_memory(text: &str) -> Option<u64> {
     n.checked_mul(mul)
 }
 
-fn parse_num<T: std::str::FromStr>(value: &str, name: &str) -> Result<T, String> {
-    value
+/// A numeric directive, checked against its range with Redis's wording.
+fn int_in<T: TryFrom<i64>>(value: &str, min: i64, max: i64) -> Result<T, String> {
+    let n: i64 = value
         .parse()
-        .map_err(|_| format!("argument couldn't be parsed into an integer for '{name}'"))
+        .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+    if !(min..=max).contains(&n) {
+        return Err(format!(
+            "argument must be between {min} and {max} inclusive"
+        ));
+    }
+    T::try_from(n).map_err(|_| format!("argument must be between {min} and {max} inclusive"))
 }
+
+const INT_MAX: i64 = i32::MAX as i64;
 
 impl Config {
     /// Applies one directive; `startup` allows directives that cannot change at run time.
@@ -156,7 +165,7 @@ impl Config {
         let memory =
             |v: &str| parse_memory(v).ok_or_else(|| "argument must be a memory value".to_string());
         match name.as_str() {
-            "port" => self.port = parse_num(value, &name)?,
+            "port" => self.port = int_in(value, 0, 65535)?,
             "bind" => {
                 self.bind = value
                     .split_whitespace()
@@ -164,16 +173,13 @@ impl Config {
                     .unwrap_or("127.0.0.1")
                     .to_string()
             }
-            "io-threads" => self.threads = parse_num::<usize>(value, &name)?.max(1),
+            "io-threads" => self.threads = int_in(value, 1, 128)?,
             "databases" => {
-                self.databases = parse_num(value, &name)?;
-                if self.databases == 0 {
-                    return Err("argument must be between 1 and 2147483647 inclusive".into());
-                }
+                self.databases = int_in(value, 1, INT_MAX)?;
             }
-            "maxclients" => self.maxclients = parse_num(value, &name)?,
-            "timeout" => self.timeout = parse_num(value, &name)?,
-            "tcp-keepalive" => self.tcp_keepalive = parse_num(value, &name)?,
+            "maxclients" => self.maxclients = int_in(value, 1, u32::MAX as i64)?,
+            "timeout" => self.timeout = int_in(value, 0, INT_MAX)?,
+            "tcp-keepalive" => self.tcp_keepalive = int_in(value, 0, INT_MAX)?,
             "proto-max-bulk-len" => {
                 let v = memory(value)?;
                 if v < 1024 * 1024 {
@@ -189,7 +195,7 @@ impl Config {
                 self.client_query_buffer_limit = v;
             }
             "client-output-buffer-limit" => self.set_output_limits(value)?,
-            "hz" => self.hz = parse_num::<u32>(value, &name)?.clamp(1, 500),
+            "hz" => self.hz = int_in::<u32>(value, 0, INT_MAX)?.clamp(1, 500),
             "loglevel" => {
                 let level = value.to_ascii_lowercase();
                 if !["debug", "verbose", "notice", "warning", "nothing"].contains(&level.as_str()) {

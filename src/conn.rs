@@ -104,7 +104,7 @@ pub struct Conn {
     pub close_after_reply: bool,
     /// The peer is gone or the connection must be dropped now.
     pub dead: bool,
-    pub last_cmd: &'static str,
+    pub last_cmd: std::borrow::Cow<'static, str>,
     /// When the output buffer first went over the soft limit.
     pub over_soft_since: Option<u64>,
 }
@@ -134,7 +134,7 @@ impl Conn {
             watching_output: false,
             close_after_reply: false,
             dead: false,
-            last_cmd: "NULL",
+            last_cmd: "NULL".into(),
             over_soft_since: None,
         }
     }

@@ -6,6 +6,7 @@ use crate::admin;
 use crate::conn::Conn;
 use crate::core::Core;
 use crate::multi;
+use std::borrow::Cow;
 use tessera_protocol::command::lookup;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter};
 
@@ -51,6 +52,21 @@ fn unknown_command(args: Args) -> String {
     format!("ERR unknown command '{name}', with args beginning with: {listed}")
 }
 
+/// The name CLIENT LIST shows: a container command with its subcommand, as `client|info`.
+fn full_name(spec: &'static CommandSpec, args: &Args) -> Cow<'static, str> {
+    let container = matches!(
+        spec.cmd,
+        Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Memory | Cmd::Object
+    );
+    let sub = if args.len() > 1 { args.get(1) } else { &[] };
+    if container && !sub.is_empty() && sub.len() <= 32 && sub.iter().all(u8::is_ascii_alphabetic) {
+        let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+        Cow::Owned(format!("{}|{sub}", spec.name))
+    } else {
+        Cow::Borrowed(spec.name)
+    }
+}
+
 /// Whether the storage layer runs this command (it reads or writes keys).
 fn is_storage_command(spec: &CommandSpec, args: &Args) -> bool {
     match spec.cmd {
@@ -76,7 +92,7 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
         });
         return Flow::Next;
     }
-    conn.last_cmd = spec.name;
+    conn.last_cmd = full_name(spec, &args);
     core.stats.commands += 1;
     if !is_storage_command(spec, &args) {
         return admin::run(core, conn, idx, spec, args);

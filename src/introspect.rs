@@ -66,7 +66,7 @@ pub fn command(conn: &mut Conn, args: Args) {
             for name in args.tail(2).iter() {
                 match lookup(name) {
                     Some(spec) => write_info(w, spec),
-                    None => w.null_array(),
+                    None => w.null(),
                 }
             }
         }),

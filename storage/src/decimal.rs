@@ -5,8 +5,6 @@
 //! users Redis's answers for every ordinary operand, and is the same on every platform, which
 //! replicated apply needs. Operands that do not fit fall back to f64.
 
-use std::cmp::Ordering;
-
 /// Fraction digits kept, as Redis's `%.17Lf`.
 const MAX_SCALE: u32 = 17;
 
@@ -110,10 +108,17 @@ pub fn add_texts(
         }
     }
     let sum = current_f64 + increment_f64;
-    match sum.partial_cmp(&0.0) {
-        Some(Ordering::Equal) => Some("0".into()),
-        Some(_) if sum.is_finite() => Some(format!("{sum}")),
-        _ => None,
+    sum.is_finite().then(|| fixed_17(sum))
+}
+
+/// `value` printed with `MAX_SCALE` fraction digits, trailing zeros dropped, as Redis prints
+/// its sums (so 1e-20 reads back as 0, and never as -0).
+fn fixed_17(value: f64) -> String {
+    let text = format!("{value:.prec$}", prec = MAX_SCALE as usize);
+    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+    match trimmed {
+        "-0" => "0".into(),
+        _ => trimmed.into(),
     }
 }
 
@@ -135,18 +140,29 @@ mod tests {
         assert_eq!(add("3", "-3.0").as_deref(), Some("0"));
         assert_eq!(add("-1.5", "0.25").as_deref(), Some("-1.25"));
         assert_eq!(add("0", "0.00001").as_deref(), Some("0.00001"));
+        assert_eq!(
+            add("0", "123456789.123456789").as_deref(),
+            Some("123456789.123456789")
+        );
     }
 
     #[test]
     fn out_of_range_operands_fall_back_to_f64() {
         assert_eq!(
             add("1e300", "1").as_deref(),
-            Some(format!("{}", 1e300 + 1.0).as_str())
+            Some(format!("{:.0}", 1e300 + 1.0).as_str())
         );
         assert_eq!(
             add("1.7976931348623157e308", "1.7976931348623157e308"),
             None
         );
+    }
+
+    #[test]
+    fn fallback_keeps_seventeen_decimals() {
+        assert_eq!(add("0", "1e-20").as_deref(), Some("0"));
+        assert_eq!(add("0", "-1e-20").as_deref(), Some("0"));
+        assert_eq!(add("1", "1.000000000000000001").as_deref(), Some("2"));
     }
 
     #[test]

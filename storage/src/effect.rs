@@ -58,6 +58,8 @@ pub enum ExpiryChange {
     Persist,
     /// The new deadline, in Unix ms; may lie in the past, which deletes the key.
     At(i64),
+    /// The expiry argument was invalid: the error a present key gets.
+    Rejected(&'static str),
 }
 
 /// One write, fully resolved. Borrowed arguments point into the request (or, on replay, into
@@ -100,7 +102,8 @@ pub enum Effect<'a> {
     },
     IncrByFloat {
         key: &'a [u8],
-        delta: f64,
+        /// The increment as the client wrote it: sums are exact decimals where they fit.
+        increment: &'a [u8],
     },
     Del {
         keys: Args<'a>,

@@ -78,6 +78,8 @@ pub fn parse_scan(args: tessera_protocol::Args) -> Result<ScanOptions, Error> {
     // Redis reads the cursor with strtoul, which wraps a leading minus sign.
     let text = std::str::from_utf8(args.get(1)).map_err(|_| errors::INVALID_CURSOR)?;
     let cursor = match text.strip_prefix('-') {
+        // strtoul reads an empty text as 0.
+        _ if text.is_empty() => Ok(0),
         Some(digits) => digits.parse::<u64>().map(u64::wrapping_neg),
         None => text.parse::<u64>(),
     }
@@ -167,9 +169,15 @@ pub fn object(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
         lines.iter().for_each(|l| out.simple(l));
         return;
     }
-    let known = [&b"ENCODING"[..], b"FREQ", b"IDLETIME", b"REFCOUNT"];
-    if req.args.len() != 3 || !known.iter().any(|k| sub.eq_ignore_ascii_case(k)) {
+    let known = ["encoding", "freq", "idletime", "refcount"];
+    let Some(name) = known
+        .iter()
+        .find(|k| sub.eq_ignore_ascii_case(k.as_bytes()))
+    else {
         return out.error(&errors::unknown_subcommand(sub, "object"));
+    };
+    if req.args.len() != 3 {
+        return out.error(&errors::wrong_arity(&format!("object|{name}")));
     }
     if sub.eq_ignore_ascii_case(b"FREQ") {
         return out.error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.");
@@ -197,6 +205,9 @@ pub fn object(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
 }
 
 pub fn memory_usage(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
+    if req.args.len() < 3 {
+        return out.error(&errors::wrong_arity("memory|usage"));
+    }
     if req.args.len() != 3
         && !(req.args.len() == 5 && req.args.get(3).eq_ignore_ascii_case(b"SAMPLES"))
     {

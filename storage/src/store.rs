@@ -125,8 +125,8 @@ impl Store {
                 strings::apply_setrange(self, db, now, key, offset, value, out)
             }
             Effect::IncrBy { key, delta } => strings::apply_incrby(self, db, now, key, delta, out),
-            Effect::IncrByFloat { key, delta } => {
-                strings::apply_incrbyfloat(self, db, now, key, delta, out)
+            Effect::IncrByFloat { key, increment } => {
+                strings::apply_incrbyfloat(self, db, now, key, increment, out)
             }
             Effect::Del { keys } => keys::apply_del(self, db, now, keys, out),
             Effect::Expire { key, at, cond } => {

@@ -242,30 +242,55 @@ fn deadline(
         .ok_or_else(|| errors::invalid_expire(command))
 }
 
+/// The relative and absolute expiry options SET and GETEX share: name, unit in ms, absolute.
+const EXPIRY_UNITS: [(&[u8], i64, bool); 4] = [
+    (b"EX", 1000, false),
+    (b"PX", 1, false),
+    (b"EXAT", 1000, true),
+    (b"PXAT", 1, true),
+];
+
+/// An expiry option as written: its unit's index in `EXPIRY_UNITS` and its argument.
+type ExpiryOption<'a> = Option<(usize, &'a [u8])>;
+
+/// Takes `opt` (followed by `next`) as an expiry option if it is one. As in Redis, repeating
+/// the same unit replaces its argument, and mixing two units is a syntax error.
+fn take_expiry<'a>(
+    opt: &[u8],
+    next: Option<&'a [u8]>,
+    current: &mut ExpiryOption<'a>,
+) -> Option<()> {
+    let unit = EXPIRY_UNITS
+        .iter()
+        .position(|(name, _, _)| opt.eq_ignore_ascii_case(name))?;
+    let value = next?;
+    if current.is_some_and(|(seen, _)| seen != unit) {
+        return None;
+    }
+    *current = Some((unit, value));
+    Some(())
+}
+
+fn expiry_deadline(option: (usize, &[u8]), now: u64, command: &str) -> Result<u64, Error> {
+    let (unit, value) = option;
+    let (_, unit_ms, absolute) = EXPIRY_UNITS[unit];
+    deadline(value, unit_ms, absolute, now, command)
+}
+
 pub fn plan_set<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
     let args = req.args;
     let mut cond = SetCond::Always;
     let mut get = false;
     let mut keep_ttl = false;
-    let mut expire: Option<(&[u8], i64, bool)> = None;
+    let mut expire: ExpiryOption = None;
     let mut i = 3;
     while i < args.len() {
         let opt = args.get(i);
         let next = (i + 1 < args.len()).then(|| args.get(i + 1));
-        let unit = |o: &[u8]| -> Option<(i64, bool)> {
-            [
-                (&b"EX"[..], 1000, false),
-                (b"PX", 1, false),
-                (b"EXAT", 1000, true),
-                (b"PXAT", 1, true),
-            ]
-            .into_iter()
-            .find(|(name, _, _)| o.eq_ignore_ascii_case(name))
-            .map(|(_, unit, abs)| (unit, abs))
-        };
-        if opt.eq_ignore_ascii_case(b"NX") && cond == SetCond::Always {
+        let exclusive = |wanted: SetCond| cond == SetCond::Always || cond == wanted;
+        if opt.eq_ignore_ascii_case(b"NX") && exclusive(SetCond::Absent) {
             cond = SetCond::Absent;
-        } else if opt.eq_ignore_ascii_case(b"XX") && cond == SetCond::Always {
+        } else if opt.eq_ignore_ascii_case(b"XX") && exclusive(SetCond::Present) {
             cond = SetCond::Present;
         } else if opt.eq_ignore_ascii_case(b"IFEQ") && cond == SetCond::Always && next.is_some() {
             cond = SetCond::Equal(next.unwrap_or_default());
@@ -274,10 +299,7 @@ pub fn plan_set<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
             get = true;
         } else if opt.eq_ignore_ascii_case(b"KEEPTTL") && expire.is_none() {
             keep_ttl = true;
-        } else if let (Some((unit, abs)), Some(value), false, None) =
-            (unit(opt), next, keep_ttl, expire)
-        {
-            expire = Some((value, unit, abs));
+        } else if !keep_ttl && take_expiry(opt, next, &mut expire).is_some() {
             i += 1;
         } else {
             return Err(errors::SYNTAX.into());
@@ -285,7 +307,7 @@ pub fn plan_set<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
         i += 1;
     }
     let expiry = match expire {
-        Some((value, unit, abs)) => SetExpiry::At(deadline(value, unit, abs, req.now, "set")?),
+        Some(option) => SetExpiry::At(expiry_deadline(option, req.now, "set")?),
         None if keep_ttl => SetExpiry::Keep,
         None => SetExpiry::Clear,
     };
@@ -334,33 +356,41 @@ pub fn plan_getset<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
     })
 }
 
+/// GETEX checks its options' syntax first but, as Redis does, judges the expiry value only
+/// once the key is found: a missing key answers nil whatever the value.
 pub fn plan_getex<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
     let args = req.args;
-    let change = match args.len() {
-        2 => ExpiryChange::Keep,
-        3 if args.get(2).eq_ignore_ascii_case(b"PERSIST") => ExpiryChange::Persist,
-        4 => {
-            let opt = args.get(2);
-            let (unit, abs) = if opt.eq_ignore_ascii_case(b"EX") {
-                (1000, false)
-            } else if opt.eq_ignore_ascii_case(b"PX") {
-                (1, false)
-            } else if opt.eq_ignore_ascii_case(b"EXAT") {
-                (1000, true)
-            } else if opt.eq_ignore_ascii_case(b"PXAT") {
-                (1, true)
-            } else {
-                return Err(errors::SYNTAX.into());
-            };
-            ExpiryChange::At(deadline(args.get(3), unit, abs, req.now, "getex")? as i64)
+    let mut persist = false;
+    let mut expire: ExpiryOption = None;
+    let mut i = 2;
+    while i < args.len() {
+        let opt = args.get(i);
+        let next = (i + 1 < args.len()).then(|| args.get(i + 1));
+        if opt.eq_ignore_ascii_case(b"PERSIST") && expire.is_none() {
+            persist = true;
+        } else if !persist && take_expiry(opt, next, &mut expire).is_some() {
+            i += 1;
+        } else {
+            return Err(errors::SYNTAX.into());
         }
-        _ => return Err(errors::SYNTAX.into()),
+        i += 1;
+    }
+    let change = match expire {
+        Some(option) => match expiry_deadline(option, req.now, "getex") {
+            Ok(at) => ExpiryChange::At(at as i64),
+            Err(e) if e == errors::NOT_INTEGER => ExpiryChange::Rejected(errors::NOT_INTEGER),
+            Err(_) => ExpiryChange::Rejected(INVALID_GETEX_EXPIRE),
+        },
+        None if persist => ExpiryChange::Persist,
+        None => ExpiryChange::Keep,
     };
     Ok(Effect::GetEx {
         key: args.get(1),
         change,
     })
 }
+
+const INVALID_GETEX_EXPIRE: &str = "ERR invalid expire time in 'getex' command";
 
 pub fn plan_mset<'a>(req: &Request<'a>, only_new: bool) -> Result<Effect<'a>, Error> {
     if req.args.len().is_multiple_of(2) {
@@ -390,10 +420,11 @@ pub fn plan_incrby<'a>(req: &Request<'a>, sign: i64, explicit: bool) -> Result<E
 }
 
 pub fn plan_incrbyfloat<'a>(req: &Request<'a>) -> Result<Effect<'a>, Error> {
-    let delta = errors::float_arg(req.args.get(2)).ok_or(errors::NOT_FLOAT)?;
+    let increment = req.args.get(2);
+    errors::float_arg(increment).ok_or(errors::NOT_FLOAT)?;
     Ok(Effect::IncrByFloat {
         key: req.args.get(1),
-        delta,
+        increment,
     })
 }
 
@@ -487,8 +518,12 @@ pub fn apply_getex(
     let Some(entry) = ks.get(key, now) else {
         return out.null();
     };
+    if let ExpiryChange::Rejected(error) = change {
+        return out.error(error);
+    }
     write_value(out, entry.value());
     match change {
+        ExpiryChange::Rejected(_) => {}
         ExpiryChange::Keep => {}
         ExpiryChange::Persist => {
             ks.modify(key, now, |e| e.set_expire_at(None));
@@ -641,14 +676,13 @@ pub fn apply_incrbyfloat(
     db: usize,
     now: u64,
     key: &[u8],
-    delta: f64,
+    increment: &[u8],
     out: &mut ReplyWriter,
 ) {
-    let delta_text = tessera_protocol::reply::format_double(delta);
+    let increment_f64 = errors::float_arg(increment).unwrap_or_default();
     let add = |current: &[u8]| -> Result<String, &'static str> {
         let current_f64 = errors::float_arg(current).ok_or(errors::NOT_FLOAT)?;
-        decimal::add_texts(current, delta_text.as_bytes(), delta, current_f64)
-            .ok_or(errors::NAN_OR_INF)
+        decimal::add_texts(current, increment, increment_f64, current_f64).ok_or(errors::NAN_OR_INF)
     };
     let ks = store.db(db);
     let result = ks.modify(key, now, |entry| {
