@@ -9,7 +9,6 @@ use std::any::Any;
 use std::ops::Range;
 use tessera_protocol::reply::push_int;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter};
-use tessera_storage::effect::{SetCond, SetExpiry, SetReply};
 use tessera_storage::{Effect, Request};
 
 pub type Results = Vec<Box<dyn Any + Send>>;
@@ -302,7 +301,7 @@ fn msetnx(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) 
     }
 }
 
-/// A value read for a cross-core move: its bytes and deadline.
+/// A value read for a cross-core move: its bytes (`dump::value_bytes`) and deadline.
 type Snapshot = Option<(Vec<u8>, Option<u64>)>;
 
 fn read_entry(key: Vec<u8>, db: usize, now: u64) -> Work {
@@ -311,8 +310,21 @@ fn read_entry(key: Vec<u8>, db: usize, now: u64) -> Work {
             .store
             .db(db)
             .get(&key, now)
-            .map(|e| (e.value().to_vec(), e.expire_at()));
+            .map(|e| (tessera_storage::dump::value_bytes(e), e.expire_at()));
         Box::new(snapshot) as Box<dyn Any + Send>
+    })
+}
+
+/// A string read for a cross-core LCS: its bytes (empty when missing), or WRONGTYPE.
+type StringRead = Result<Vec<u8>, &'static str>;
+
+fn read_string(key: Vec<u8>, db: usize, now: u64) -> Work {
+    Box::new(move |core: &mut Core| {
+        let read: StringRead = match core.store.db(db).get(&key, now) {
+            None => Ok(Vec::new()),
+            Some(entry) => entry.string().map(|v| v.to_vec()),
+        };
+        Box::new(read) as Box<dyn Any + Send>
     })
 }
 
@@ -393,16 +405,13 @@ fn move_key(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args
                 let mut payload = OwnedArgs::default();
                 payload.push(&dst);
                 payload.push(&value);
-                let expiry = deadline.map_or(SetExpiry::Clear, SetExpiry::At);
                 let write = apply_on_core(
                     dst_db,
                     now,
-                    move |a: &OwnedArgs| Effect::Set {
+                    move |a: &OwnedArgs| Effect::Restore {
                         key: a.args().get(0),
                         value: a.args().get(1),
-                        expiry,
-                        cond: SetCond::Always,
-                        reply: SetReply::Ok,
+                        expire_at: deadline.unwrap_or(0),
                     },
                     payload,
                 );
@@ -438,8 +447,8 @@ fn lcs(core: &Core, origin: &Origin, args: Args) -> MultiOp {
     ];
     reserve.sort_unstable();
     let calls = vec![
-        (core.shared.owner(key_slot(&a)), read_entry(a, db, now)),
-        (core.shared.owner(key_slot(&b)), read_entry(b, db, now)),
+        (core.shared.owner(key_slot(&a)), read_string(a, db, now)),
+        (core.shared.owner(key_slot(&b)), read_string(b, db, now)),
     ];
     let mut options = OwnedArgs::default();
     args.tail(3).iter().for_each(|o| options.push(o));
@@ -449,16 +458,14 @@ fn lcs(core: &Core, origin: &Origin, args: Args) -> MultiOp {
         step: Step::Calls(
             calls,
             Box::new(move |results| {
-                let values: Vec<Vec<u8>> = results
+                let values: Result<Vec<Vec<u8>>, &str> = results
                     .into_iter()
-                    .map(|r| {
-                        r.downcast::<Snapshot>()
-                            .ok()
-                            .and_then(|s| *s)
-                            .map(|(v, _)| v)
-                            .unwrap_or_default()
-                    })
+                    .map(|r| *r.downcast::<StringRead>().expect("read_string's result"))
                     .collect();
+                let values = match values {
+                    Ok(values) => values,
+                    Err(e) => return reply_with(resp3, |w| w.error(e)),
+                };
                 reply_with(resp3, |w| {
                     tessera_storage::strings::lcs_reply(
                         &values[0],

@@ -164,6 +164,48 @@ commands! {
     DecrBy "decrby" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "1.0.0" "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.";
     IncrByFloat "incrbyfloat" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "2.6.0" "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
     Lcs "lcs" -3 [READONLY] 1 2 1 "string" "7.0.0" "Finds the longest common substring.";
+    // Hashes.
+    HSet "hset" -4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.0.0" "Creates or modifies the value of a field in a hash.";
+    HMSet "hmset" -4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.0.0" "Sets the values of multiple fields.";
+    HSetNx "hsetnx" 4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.0.0" "Sets the value of a field in a hash only when the field doesn't exist.";
+    HGet "hget" 3 [READONLY FAST] 1 1 1 "hash" "2.0.0" "Returns the value of a field in a hash.";
+    HMGet "hmget" -3 [READONLY FAST] 1 1 1 "hash" "2.0.0" "Returns the values of all fields in a hash.";
+    HDel "hdel" -3 [WRITE FAST] 1 1 1 "hash" "2.0.0" "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.";
+    HGetAll "hgetall" 2 [READONLY] 1 1 1 "hash" "2.0.0" "Returns all fields and values in a hash.";
+    HKeys "hkeys" 2 [READONLY] 1 1 1 "hash" "2.0.0" "Returns all fields in a hash.";
+    HVals "hvals" 2 [READONLY] 1 1 1 "hash" "2.0.0" "Returns all values in a hash.";
+    HLen "hlen" 2 [READONLY FAST] 1 1 1 "hash" "2.0.0" "Returns the number of fields in a hash.";
+    HExists "hexists" 3 [READONLY FAST] 1 1 1 "hash" "2.0.0" "Determines whether a field exists in a hash.";
+    HIncrBy "hincrby" 4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.0.0" "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.";
+    HIncrByFloat "hincrbyfloat" 4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.6.0" "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.";
+    HStrLen "hstrlen" 3 [READONLY FAST] 1 1 1 "hash" "3.2.0" "Returns the length of the value of a field.";
+    HRandField "hrandfield" -2 [READONLY] 1 1 1 "hash" "6.2.0" "Returns one or more random fields from a hash.";
+    HScan "hscan" -3 [READONLY] 1 1 1 "hash" "2.8.0" "Iterates over fields and values of a hash.";
+    // Lists.
+    LPush "lpush" -3 [WRITE DENYOOM FAST] 1 1 1 "list" "1.0.0" "Prepends one or more elements to a list. Creates the key if it doesn't exist.";
+    RPush "rpush" -3 [WRITE DENYOOM FAST] 1 1 1 "list" "1.0.0" "Appends one or more elements to a list. Creates the key if it doesn't exist.";
+    LPushX "lpushx" -3 [WRITE DENYOOM FAST] 1 1 1 "list" "2.2.0" "Prepends one or more elements to a list only when the list exists.";
+    RPushX "rpushx" -3 [WRITE DENYOOM FAST] 1 1 1 "list" "2.2.0" "Appends an element to a list only when the list exists.";
+    LPop "lpop" -2 [WRITE FAST] 1 1 1 "list" "1.0.0" "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.";
+    RPop "rpop" -2 [WRITE FAST] 1 1 1 "list" "1.0.0" "Returns and removes the last elements of a list. Deletes the list if the last element was popped.";
+    LLen "llen" 2 [READONLY FAST] 1 1 1 "list" "1.0.0" "Returns the length of a list.";
+    LRange "lrange" 4 [READONLY] 1 1 1 "list" "1.0.0" "Returns a range of elements from a list.";
+    LIndex "lindex" 3 [READONLY] 1 1 1 "list" "1.0.0" "Returns an element from a list by its index.";
+    LSet "lset" 4 [WRITE DENYOOM] 1 1 1 "list" "1.0.0" "Sets the value of an element in a list by its index.";
+    LInsert "linsert" 5 [WRITE DENYOOM] 1 1 1 "list" "2.2.0" "Inserts an element before or after another element in a list.";
+    LRem "lrem" 4 [WRITE] 1 1 1 "list" "1.0.0" "Removes elements from a list. Deletes the list if the last element was removed.";
+    LTrim "ltrim" 4 [WRITE] 1 1 1 "list" "1.0.0" "Removes elements from both ends a list. Deletes the list if all elements were trimmed.";
+    LPos "lpos" -3 [READONLY] 1 1 1 "list" "6.0.6" "Returns the index of matching elements in a list.";
+    // Sets.
+    SAdd "sadd" -3 [WRITE DENYOOM FAST] 1 1 1 "set" "1.0.0" "Adds one or more members to a set. Creates the key if it doesn't exist.";
+    SRem "srem" -3 [WRITE FAST] 1 1 1 "set" "1.0.0" "Removes one or more members from a set. Deletes the set if the last member was removed.";
+    SMembers "smembers" 2 [READONLY] 1 1 1 "set" "1.0.0" "Returns all members of a set.";
+    SIsMember "sismember" 3 [READONLY FAST] 1 1 1 "set" "1.0.0" "Determines whether a member belongs to a set.";
+    SMIsMember "smismember" -3 [READONLY FAST] 1 1 1 "set" "6.2.0" "Determines whether multiple members belong to a set.";
+    SCard "scard" 2 [READONLY FAST] 1 1 1 "set" "1.0.0" "Returns the number of members in a set.";
+    SPop "spop" -2 [WRITE FAST] 1 1 1 "set" "1.0.0" "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.";
+    SRandMember "srandmember" -2 [READONLY] 1 1 1 "set" "1.0.0" "Get one or multiple random members from a set";
+    SScan "sscan" -3 [READONLY] 1 1 1 "set" "2.8.0" "Iterates over members of a set.";
     // Keys.
     Del "del" -2 [WRITE] 1 -1 1 "generic" "1.0.0" "Deletes one or more keys.";
     Unlink "unlink" -2 [WRITE FAST] 1 -1 1 "generic" "4.0.0" "Asynchronously deletes one or more keys.";

@@ -3,7 +3,7 @@
 //! deadlines, chosen members); only the effect is applied, so a replica, a log replay and
 //! embedded mode applying the same effects at the same timestamp reach the same state.
 
-use tessera_protocol::Args;
+use tessera_protocol::{Args, Cmd};
 
 /// When a SET-like write leaves the key's deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +99,21 @@ pub enum Effect<'a> {
     IncrBy {
         key: &'a [u8],
         delta: i64,
+    },
+    /// A write to a hash, list or set: the request itself, applied by its family, which is
+    /// deterministic given the state, the timestamp and `seed` (the random choices of SPOP).
+    Collection {
+        cmd: Cmd,
+        args: Args<'a>,
+        seed: u64,
+    },
+    /// Stores `key` with a value `dump::value_bytes` wrote, replacing any value it had: the
+    /// receiving half of a cross-core RENAME or COPY.
+    Restore {
+        key: &'a [u8],
+        value: &'a [u8],
+        /// Unix ms; 0 for no deadline.
+        expire_at: u64,
     },
     IncrByFloat {
         key: &'a [u8],

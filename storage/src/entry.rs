@@ -4,10 +4,12 @@
 //! allocation, no separate key object, no per-value object header. The table that indexes the
 //! blocks stores only the pointer.
 
+use crate::object::{Kind, Object, ObjectRef};
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-/// How a string value is held, reported by `OBJECT ENCODING`.
+/// How a value is held. Strings and compact collections live in the entry block; a large
+/// collection's block holds the address of its box.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Encoding {
@@ -17,6 +19,46 @@ pub enum Encoding {
     Embstr = 1,
     /// Any other string.
     Raw = 2,
+    HashPack,
+    HashDense,
+    ListPack,
+    ListQuick,
+    SetInts,
+    SetPack,
+    SetDense,
+}
+
+impl Encoding {
+    fn is_string(self) -> bool {
+        matches!(self, Encoding::Int | Encoding::Embstr | Encoding::Raw)
+    }
+
+    fn is_boxed(self) -> bool {
+        matches!(
+            self,
+            Encoding::HashDense | Encoding::ListQuick | Encoding::SetDense
+        )
+    }
+}
+
+/// How an object is written into an entry block: a compact form's pack, or a box's address.
+fn object_bytes(object: Object) -> (Vec<u8>, Encoding) {
+    let boxed = |addr: usize| addr.to_le_bytes().to_vec();
+    match object {
+        Object::HashPack(p) => (p, Encoding::HashPack),
+        Object::ListPack(p) => (p, Encoding::ListPack),
+        Object::SetInts(p) => (p, Encoding::SetInts),
+        Object::SetPack(p) => (p, Encoding::SetPack),
+        Object::HashDense(d) => (boxed(Box::into_raw(d) as usize), Encoding::HashDense),
+        Object::SetDense(d) => (boxed(Box::into_raw(d) as usize), Encoding::SetDense),
+        Object::ListQuick(q) => (boxed(Box::into_raw(q) as usize), Encoding::ListQuick),
+    }
+}
+
+fn boxed_addr(bytes: &[u8]) -> usize {
+    let mut le = [0u8; 8];
+    le.copy_from_slice(bytes);
+    usize::from_le_bytes(le)
 }
 
 /// Longest string Redis keeps as `embstr`.
@@ -102,6 +144,22 @@ impl Entry {
     pub fn new(key: &[u8], value: Value<'_>, expire_at: u64, access: u32) -> Entry {
         let mut int_buf = [0u8; 8];
         let (bytes, encoding) = value_bytes(&value, &mut int_buf, false);
+        Entry::with_bytes(key, bytes, encoding, expire_at, access)
+    }
+
+    /// A new entry holding a collection.
+    pub fn new_object(key: &[u8], object: Object, expire_at: u64, access: u32) -> Entry {
+        let (bytes, encoding) = object_bytes(object);
+        Entry::with_bytes(key, &bytes, encoding, expire_at, access)
+    }
+
+    fn with_bytes(
+        key: &[u8],
+        bytes: &[u8],
+        encoding: Encoding,
+        expire_at: u64,
+        access: u32,
+    ) -> Entry {
         let layout = layout(key.len(), bytes.len());
         // SAFETY: the layout has a non-zero size (it includes the header).
         let raw = unsafe { alloc::alloc(layout) } as *mut Header;
@@ -157,6 +215,7 @@ impl Entry {
         }
     }
 
+    /// The string value; callers check `kind()` first (a collection reads as empty).
     pub fn value(&self) -> Value<'_> {
         match self.header().encoding {
             Encoding::Int => {
@@ -165,6 +224,91 @@ impl Entry {
                 Value::Int(i64::from_le_bytes(le))
             }
             Encoding::Embstr | Encoding::Raw => Value::Str(self.value_slice()),
+            _ => Value::Str(&[]),
+        }
+    }
+
+    /// The string value, or WRONGTYPE for a collection.
+    pub fn string(&self) -> Result<Value<'_>, &'static str> {
+        match self.header().encoding.is_string() {
+            true => Ok(self.value()),
+            false => Err(crate::errors::WRONGTYPE),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.object().map_or(Kind::String, ObjectRef::kind)
+    }
+
+    /// The collection this entry holds; `None` for a string.
+    pub fn object(&self) -> Option<ObjectRef<'_>> {
+        let bytes = self.value_slice();
+        let boxed = || boxed_addr(bytes);
+        // SAFETY: a boxed encoding's bytes are the address of a live box this entry owns.
+        Some(unsafe {
+            match self.header().encoding {
+                Encoding::HashPack => ObjectRef::HashPack(bytes),
+                Encoding::ListPack => ObjectRef::ListPack(bytes),
+                Encoding::SetInts => ObjectRef::SetInts(bytes),
+                Encoding::SetPack => ObjectRef::SetPack(bytes),
+                Encoding::HashDense => ObjectRef::HashDense(&*(boxed() as *const _)),
+                Encoding::SetDense => ObjectRef::SetDense(&*(boxed() as *const _)),
+                Encoding::ListQuick => ObjectRef::ListQuick(&*(boxed() as *const _)),
+                Encoding::Int | Encoding::Embstr | Encoding::Raw => return None,
+            }
+        })
+    }
+
+    /// Takes the collection out of the entry, leaving an empty string in its place.
+    fn take_object(&mut self) -> Option<Object> {
+        let encoding = self.header().encoding;
+        if encoding.is_string() {
+            return None;
+        }
+        let bytes = self.value_slice();
+        let addr = encoding.is_boxed().then(|| boxed_addr(bytes));
+        // SAFETY: a boxed encoding's bytes are the address of a box this entry owns; the
+        // entry forgets it right below, so ownership moves to the returned object.
+        let object = unsafe {
+            match (encoding, addr) {
+                (Encoding::HashDense, Some(a)) => Object::HashDense(Box::from_raw(a as *mut _)),
+                (Encoding::SetDense, Some(a)) => Object::SetDense(Box::from_raw(a as *mut _)),
+                (Encoding::ListQuick, Some(a)) => Object::ListQuick(Box::from_raw(a as *mut _)),
+                (Encoding::HashPack, _) => Object::HashPack(bytes.to_vec()),
+                (Encoding::ListPack, _) => Object::ListPack(bytes.to_vec()),
+                (Encoding::SetInts, _) => Object::SetInts(bytes.to_vec()),
+                _ => Object::SetPack(bytes.to_vec()),
+            }
+        };
+        self.set_bytes(&[], Encoding::Embstr);
+        Some(object)
+    }
+
+    /// Runs `change` on the collection this entry holds, which may convert it to another
+    /// form. `None` for a string.
+    pub fn update_object<R>(&mut self, change: impl FnOnce(&mut Object) -> R) -> Option<R> {
+        let mut object = self.take_object()?;
+        let result = change(&mut object);
+        let (bytes, encoding) = object_bytes(object);
+        self.set_bytes(&bytes, encoding);
+        Some(result)
+    }
+
+    /// This entry under another key, its value moved rather than copied (RENAME).
+    pub fn renamed(mut self, key: &[u8]) -> Entry {
+        let expire_at = self.expire_at().unwrap_or(0);
+        match self.take_object() {
+            Some(object) => Entry::new_object(key, object, expire_at, self.access()),
+            None => Entry::new(key, self.value(), expire_at, self.access()),
+        }
+    }
+
+    /// A copy of this entry under another key (COPY, cross-core RENAME).
+    pub fn duplicate(&self, key: &[u8]) -> Entry {
+        let expire_at = self.expire_at().unwrap_or(0);
+        match self.object() {
+            Some(object) => Entry::new_object(key, object.to_owned(), expire_at, self.access()),
+            None => Entry::new(key, self.value(), expire_at, self.access()),
         }
     }
 
@@ -202,6 +346,11 @@ impl Entry {
     pub fn set_value(&mut self, value: Value<'_>, modified: bool) {
         let mut int_buf = [0u8; 8];
         let (bytes, encoding) = value_bytes(&value, &mut int_buf, modified);
+        drop(self.take_object());
+        self.set_bytes(bytes, encoding);
+    }
+
+    fn set_bytes(&mut self, bytes: &[u8], encoding: Encoding) {
         let key_len = self.header().key_len as usize;
         let old = layout(key_len, self.header().val_len as usize);
         let new = layout(key_len, bytes.len());
@@ -232,7 +381,8 @@ impl Entry {
     /// Bytes this entry costs: its block as the allocator rounds it, plus its table slot.
     pub fn memory(&self) -> usize {
         let h = self.header();
-        size_class(HEADER + h.key_len as usize + h.val_len as usize) + TABLE_SLOT
+        let external = self.object().map_or(0, ObjectRef::external_memory);
+        size_class(HEADER + h.key_len as usize + h.val_len as usize) + TABLE_SLOT + external
     }
 }
 
@@ -275,6 +425,9 @@ fn value_bytes<'v>(
 
 impl Drop for Entry {
     fn drop(&mut self) {
+        if self.header().encoding.is_boxed() {
+            drop(self.take_object());
+        }
         let h = self.header();
         let layout = layout(h.key_len as usize, h.val_len as usize);
         // SAFETY: allocated with exactly this layout; the header is plain data.

@@ -6,6 +6,7 @@ use crate::entry::{Encoding, Entry};
 use crate::errors::{self, int_arg, Error};
 use crate::glob;
 use crate::keyspace::lru_clock;
+use crate::object::Kind;
 use crate::store::{Request, Store};
 use tessera_protocol::ReplyWriter;
 
@@ -24,8 +25,11 @@ pub fn exists(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
 }
 
 pub fn type_of(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
-    let exists = store.db(req.db).get(req.args.get(1), req.now).is_some();
-    out.simple(if exists { "string" } else { "none" });
+    let kind = store
+        .db(req.db)
+        .get(req.args.get(1), req.now)
+        .map(Entry::kind);
+    out.simple(kind.map_or("none", Kind::name));
 }
 
 /// TTL, PTTL, EXPIRETIME and PEXPIRETIME: -2 for a missing key, -1 for one without deadline.
@@ -132,7 +136,10 @@ pub fn scan_slots(
         }
         for entry in ks.slot_entries(slot, now) {
             seen += 1;
-            let type_ok = opts.type_name.as_deref().is_none_or(|t| t == b"string");
+            let type_ok = opts
+                .type_name
+                .as_deref()
+                .is_none_or(|t| t == entry.kind().name().as_bytes());
             let pattern_ok = opts
                 .pattern
                 .as_deref()
@@ -192,10 +199,11 @@ pub fn object(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
         return out.null();
     };
     if sub.eq_ignore_ascii_case(b"ENCODING") {
-        out.bulk(match entry.encoding() {
-            Encoding::Int => b"int",
-            Encoding::Embstr => b"embstr",
-            Encoding::Raw => b"raw",
+        out.bulk(match (entry.object(), entry.encoding()) {
+            (Some(object), _) => object.encoding_name().as_bytes(),
+            (None, Encoding::Int) => b"int",
+            (None, Encoding::Embstr) => b"embstr",
+            (None, _) => b"raw",
         });
     } else if sub.eq_ignore_ascii_case(b"IDLETIME") {
         out.int(lru_clock(req.now).saturating_sub(entry.access()) as i64);
@@ -392,12 +400,7 @@ pub fn apply_rename(
     let Some(old) = ks.remove(src, now) else {
         return out.error(errors::NO_SUCH_KEY);
     };
-    ks.insert(Entry::new(
-        dst,
-        old.value(),
-        old.expire_at().unwrap_or(0),
-        lru_clock(now),
-    ));
+    ks.insert(old.renamed(dst));
     if only_new {
         out.int(1)
     } else {
@@ -418,12 +421,8 @@ pub fn apply_copy(
     let Some(entry) = store.db(db).get(src, now) else {
         return out.int(0);
     };
-    let copy = Entry::new(
-        dst,
-        entry.value(),
-        entry.expire_at().unwrap_or(0),
-        lru_clock(now),
-    );
+    let mut copy = entry.duplicate(dst);
+    copy.touch(lru_clock(now));
     let target = store.db(dst_db);
     if !replace && target.get(dst, now).is_some() {
         return out.int(0);

@@ -2,14 +2,24 @@
 //! deadlines with passive and active expiry, memory accounting, and the command families that
 //! read them or apply deterministic effects to them. No networking, no threads, no Raft.
 
+pub mod access;
 pub mod decimal;
+pub mod dense;
+pub mod dump;
 pub mod effect;
 pub mod entry;
 pub mod errors;
 pub mod glob;
+pub mod hashes;
 pub mod keys;
 pub mod keyspace;
+pub mod lists;
+pub mod object;
+pub mod pack;
 pub mod prefetch;
+pub mod rng;
+pub mod scan;
+pub mod sets;
 pub mod store;
 pub mod strings;
 

@@ -4,8 +4,10 @@
 
 use crate::effect::Effect;
 use crate::errors::Error;
+use crate::keyspace::lru_clock;
 use crate::keyspace::Keyspace;
-use crate::{keys, strings};
+use crate::object::EncodingLimits;
+use crate::{dump, hashes, keys, lists, rng, sets, strings};
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter};
 
 /// Keys above which a flushed keyspace is freed off the core's thread (Redis's
@@ -34,6 +36,8 @@ pub struct Store {
     dbs: Vec<Option<Box<Keyspace>>>,
     /// `proto-max-bulk-len`: the longest string a write may produce.
     pub max_bulk_len: usize,
+    /// When compact collections convert to their large forms.
+    pub limits: EncodingLimits,
     pub stats: LookupStats,
 }
 
@@ -42,6 +46,7 @@ impl Store {
         Store {
             dbs: (0..databases).map(|_| None).collect(),
             max_bulk_len: tessera_protocol::parse::DEFAULT_MAX_BULK_LEN,
+            limits: EncodingLimits::default(),
             stats: LookupStats::default(),
         }
     }
@@ -90,6 +95,9 @@ impl Store {
             Cmd::PExpireTime => keys::ttl(self, req, true, true, out),
             Cmd::Object => keys::object(self, req, out),
             Cmd::Memory => keys::memory_usage(self, req, out),
+            _ if req.spec.group == "hash" => hashes::read(self, req, out),
+            _ if req.spec.group == "set" => sets::read(self, req, out),
+            _ if req.spec.group == "list" => lists::read(self, req, out),
             other => out.error(&format!("ERR '{}' is not a key command", other.spec().name)),
         }
     }
@@ -127,6 +135,25 @@ impl Store {
             Effect::IncrBy { key, delta } => strings::apply_incrby(self, db, now, key, delta, out),
             Effect::IncrByFloat { key, increment } => {
                 strings::apply_incrbyfloat(self, db, now, key, increment, out)
+            }
+            Effect::Collection { cmd, args, seed } => match cmd.spec().group {
+                "hash" => hashes::apply(self, db, now, cmd, args, out),
+                "list" => lists::apply(self, db, now, cmd, args, out),
+                _ => sets::apply(self, db, now, cmd, args, seed, out),
+            },
+            Effect::Restore {
+                key,
+                value,
+                expire_at,
+            } => {
+                let limits = self.limits;
+                match dump::entry_from(key, value, expire_at, lru_clock(now), &limits) {
+                    Some(entry) => {
+                        self.db(db).insert(entry);
+                        out.ok();
+                    }
+                    None => out.error("ERR DUMP payload version or checksum are wrong"),
+                }
             }
             Effect::Del { keys } => keys::apply_del(self, db, now, keys, out),
             Effect::Expire { key, at, cond } => {
@@ -223,6 +250,11 @@ pub fn plan<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error
                 Effect::FlushAll
             }
         }
+        cmd if matches!(req.spec.group, "hash" | "list" | "set") => Effect::Collection {
+            cmd,
+            args,
+            seed: if cmd == Cmd::SPop { rng::seed() } else { 0 },
+        },
         other => return Err(format!("ERR '{}' is not a write command", other.spec().name).into()),
     })
 }

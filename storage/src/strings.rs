@@ -18,7 +18,7 @@ pub fn get(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     match ks.get(key, req.now) {
         Some(entry) => {
             stats.hits += 1;
-            write_value(out, entry.value());
+            write_string(out, entry);
         }
         None => {
             stats.misses += 1;
@@ -32,10 +32,11 @@ pub fn mget(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     let (ks, stats) = store.db_and_stats(req.db);
     for key in req.args.tail(1).iter() {
         match ks.get(key, req.now) {
-            Some(entry) => {
+            Some(entry) if entry.object().is_none() => {
                 stats.hits += 1;
                 write_value(out, entry.value());
             }
+            Some(_) => out.null(),
             None => {
                 stats.misses += 1;
                 out.null();
@@ -45,11 +46,15 @@ pub fn mget(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
 }
 
 pub fn strlen(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
-    let len = store
+    match store
         .db(req.db)
         .get(req.args.get(1), req.now)
-        .map_or(0, |e| e.value().len());
-    out.int(len as i64);
+        .map(Entry::string)
+    {
+        None => out.int(0),
+        Some(Ok(value)) => out.int(value.len() as i64),
+        Some(Err(e)) => out.error(e),
+    }
 }
 
 pub fn getrange(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
@@ -60,8 +65,11 @@ pub fn getrange(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     let Some(entry) = store.db(req.db).get(req.args.get(1), req.now) else {
         return out.bulk(b"");
     };
+    let value = match entry.string() {
+        Ok(value) => value,
+        Err(e) => return out.error(e),
+    };
     let mut scratch = [0u8; 20];
-    let value = entry.value();
     let bytes = value.as_bytes(&mut scratch);
     match substring_range(bytes.len() as i64, start, end) {
         Some((from, to)) => out.bulk(&bytes[from..=to]),
@@ -88,12 +96,14 @@ fn substring_range(len: i64, mut start: i64, mut end: i64) -> Option<(usize, usi
 
 pub fn lcs(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     let ks = store.db(req.db);
-    let a = ks
-        .get(req.args.get(1), req.now)
-        .map_or_else(Vec::new, |e| e.value().to_vec());
-    let b = ks
-        .get(req.args.get(2), req.now)
-        .map_or_else(Vec::new, |e| e.value().to_vec());
+    let mut read = |key| match ks.get(key, req.now).map(Entry::string) {
+        None => Ok(Vec::new()),
+        Some(value) => value.map(Value::to_vec),
+    };
+    let (a, b) = match (read(req.args.get(1)), read(req.args.get(2))) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return out.error(e),
+    };
     lcs_reply(&a, &b, req.args.tail(3), store.max_bulk_len, out);
 }
 
@@ -210,6 +220,14 @@ fn lcs_table(a: &[u8], b: &[u8]) -> Vec<u32> {
         }
     }
     table
+}
+
+/// The string at `entry`, or WRONGTYPE for a collection.
+fn write_string(out: &mut ReplyWriter, entry: &Entry) {
+    match entry.string() {
+        Ok(value) => write_value(out, value),
+        Err(e) => out.error(e),
+    }
 }
 
 fn write_value(out: &mut ReplyWriter, value: Value) {
@@ -452,6 +470,11 @@ pub struct SetArgs<'a> {
 
 pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut ReplyWriter) {
     store.db(db).upsert(set.key, now, |old| {
+        let reads_old = set.reply == SetReply::Old || matches!(set.cond, SetCond::Equal(_));
+        if reads_old && old.as_ref().is_some_and(|e| e.object().is_some()) {
+            out.error(errors::WRONGTYPE);
+            return (None, ());
+        }
         let proceed = match set.cond {
             SetCond::Always => true,
             SetCond::Absent => old.is_none(),
@@ -463,7 +486,7 @@ pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut
         };
         match set.reply {
             SetReply::Old => match &old {
-                Some(entry) => write_value(out, entry.value()),
+                Some(entry) => write_string(out, entry),
                 None => out.null(),
             },
             SetReply::Flag => out.int(proceed as i64),
@@ -500,9 +523,14 @@ pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut
 }
 
 pub fn apply_getdel(store: &mut Store, db: usize, now: u64, key: &[u8], out: &mut ReplyWriter) {
-    match store.db(db).remove(key, now) {
-        Some(entry) => write_value(out, entry.value()),
+    let ks = store.db(db);
+    match ks.get(key, now).map(Entry::string) {
         None => out.null(),
+        Some(Err(e)) => out.error(e),
+        Some(Ok(value)) => {
+            write_value(out, value);
+            ks.remove(key, now);
+        }
     }
 }
 
@@ -520,6 +548,9 @@ pub fn apply_getex(
     };
     if let ExpiryChange::Rejected(error) = change {
         return out.error(error);
+    }
+    if entry.object().is_some() {
+        return out.error(errors::WRONGTYPE);
     }
     write_value(out, entry.value());
     match change {
@@ -579,7 +610,7 @@ pub fn apply_append(
     let ks = store.db(db);
     let result = ks.modify(key, now, |entry| {
         let mut scratch = [0u8; 20];
-        let current = entry.value();
+        let current = entry.string()?;
         let old = current.as_bytes(&mut scratch);
         if old.len() + value.len() > max {
             return Err(errors::TOO_LONG);
@@ -613,7 +644,7 @@ pub fn apply_setrange(
     let ks = store.db(db);
     let too_long = offset.checked_add(value.len()).is_none_or(|end| end > max);
     let result = ks.modify(key, now, |entry| {
-        let mut current = entry.value().to_vec();
+        let mut current = entry.string()?.to_vec();
         if value.is_empty() {
             return Ok(current.len());
         }
@@ -653,7 +684,7 @@ pub fn apply_incrby(
 ) {
     let ks = store.db(db);
     let result = ks.modify(key, now, |entry| {
-        let current = match entry.value() {
+        let current = match entry.string()? {
             Value::Int(n) => n,
             Value::Str(s) => tessera_protocol::parse::parse_int(s).ok_or(errors::NOT_INTEGER)?,
         };
@@ -686,7 +717,7 @@ pub fn apply_incrbyfloat(
     };
     let ks = store.db(db);
     let result = ks.modify(key, now, |entry| {
-        let sum = add(&entry.value().to_vec())?;
+        let sum = add(&entry.string()?.to_vec())?;
         entry.set_value(Value::Str(sum.as_bytes()), false);
         Ok(sum)
     });

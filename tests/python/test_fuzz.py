@@ -10,7 +10,8 @@ ARGS = ["a", "b", "{t}c", "{t}d", "", "0", "1", "-1", "10", "-10", "922337203685
         "9223372036854775808", "1.5", "-0.5", "inf", "-inf", "nan", "1e308", "abc", "*", "?", "[", "\\",
         "EX", "PX", "EXAT", "PXAT", "NX", "XX", "GT", "LT", "GET", "KEEPTTL", "IFEQ", "PERSIST", "COUNT",
         "MATCH", "TYPE", "DB", "REPLACE", "LEN", "IDX", "MINMATCHLEN", "WITHMATCHLEN", "ASYNC", "SYNC",
-        "string", "x" * 100]
+        "string", "x" * 100, "BEFORE", "AFTER", "RANK", "MAXLEN", "WITHVALUES", "hash", "list", "set",
+        "-9223372036854775807", "100000000"]
 
 # COMMAND is left out: redis-py's reply callback for it cannot parse every subcommand.
 COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX", "MGET", "MSET", "MSETNX",
@@ -18,7 +19,12 @@ COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX
             "INCRBYFLOAT", "LCS", "DEL", "UNLINK", "EXISTS", "TOUCH", "TYPE", "EXPIRE", "PEXPIRE", "EXPIREAT",
             "PEXPIREAT", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME", "PERSIST", "RENAME", "RENAMENX", "COPY",
             "KEYS", "SCAN", "RANDOMKEY", "OBJECT", "DBSIZE", "ECHO", "PING", "MEMORY", "TIME",
-            "SELECT", "HELLO", "CLIENT"]
+            "SELECT", "HELLO", "CLIENT",
+            "HSET", "HMSET", "HSETNX", "HGET", "HMGET", "HDEL", "HGETALL", "HKEYS", "HVALS", "HLEN", "HEXISTS",
+            "HINCRBY", "HINCRBYFLOAT", "HSTRLEN", "HRANDFIELD", "HSCAN",
+            "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LPOP", "RPOP", "LLEN", "LRANGE", "LINDEX", "LSET", "LINSERT",
+            "LREM", "LTRIM", "LPOS",
+            "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SMISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "SSCAN"]
 
 
 @pytest.mark.parametrize("seed", [20261122, 7])

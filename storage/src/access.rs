@@ -1,0 +1,100 @@
+//! Typed access to collection keys, shared by the families: the WRONGTYPE check, creation
+//! of an empty collection on a first write, and deletion of a key whose collection a write
+//! empties (Redis never keeps an empty collection).
+
+use crate::entry::Entry;
+use crate::errors;
+use crate::keyspace::lru_clock;
+use crate::object::{EncodingLimits, Kind, Object, ObjectRef};
+use crate::store::Store;
+
+/// The collection of `kind` at `key`: `Ok(None)` when the key is missing, an error when it
+/// holds another type.
+pub fn read<'s>(
+    store: &'s mut Store,
+    db: usize,
+    key: &[u8],
+    now: u64,
+    kind: Kind,
+) -> Result<Option<ObjectRef<'s>>, &'static str> {
+    let (ks, stats) = store.db_and_stats(db);
+    match ks.get(key, now) {
+        None => {
+            stats.misses += 1;
+            Ok(None)
+        }
+        Some(entry) => {
+            stats.hits += 1;
+            match entry.object() {
+                Some(object) if object.kind() == kind => Ok(Some(object)),
+                _ => Err(errors::WRONGTYPE),
+            }
+        }
+    }
+}
+
+/// Whether `object` holds no element.
+fn is_empty(object: &Object) -> bool {
+    match object {
+        Object::HashPack(p) | Object::ListPack(p) | Object::SetInts(p) | Object::SetPack(p) => {
+            p.is_empty()
+        }
+        Object::HashDense(d) | Object::SetDense(d) => d.is_empty(),
+        Object::ListQuick(q) => q.len == 0,
+    }
+}
+
+fn empty(kind: Kind) -> Object {
+    match kind {
+        Kind::Hash => Object::HashPack(Vec::new()),
+        Kind::List => Object::ListPack(Vec::new()),
+        Kind::Set => Object::SetInts(Vec::new()),
+        Kind::String => unreachable!("strings are not collections"),
+    }
+}
+
+/// Runs `write` on the collection of `kind` at `key`. A missing key gets an empty collection
+/// when `create` is set (and `Ok(None)` otherwise); a collection left empty is deleted.
+pub fn write<R>(
+    store: &mut Store,
+    db: usize,
+    key: &[u8],
+    now: u64,
+    kind: Kind,
+    create: bool,
+    write: impl FnOnce(&mut Object, &EncodingLimits) -> R,
+) -> Result<Option<R>, &'static str> {
+    let limits = store.limits;
+    let ks = store.db(db);
+    let mut write = Some(write);
+    let mut emptied = false;
+    let found = ks.modify(key, now, |entry| {
+        if entry.kind() != kind {
+            return Err(errors::WRONGTYPE);
+        }
+        let write = write.take().expect("called once");
+        Ok(entry.update_object(|object| {
+            let result = write(object, &limits);
+            emptied = is_empty(object);
+            result
+        }))
+    });
+    match found {
+        Some(Err(e)) => Err(e),
+        Some(Ok(result)) => {
+            if emptied {
+                ks.remove(key, now);
+            }
+            Ok(result)
+        }
+        None if !create => Ok(None),
+        None => {
+            let mut object = empty(kind);
+            let result = write.take().expect("not yet called")(&mut object, &limits);
+            if !is_empty(&object) {
+                ks.insert(Entry::new_object(key, object, 0, lru_clock(now)));
+            }
+            Ok(Some(result))
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The list family: pushes and pops at both ends, ranges, indexes, LINSERT, LREM, LTRIM,
+//! LPOS, and the moves between lists.
+//!
+//! A list is a pack inside its entry while it fits one `list-max-listpack-size` chunk, and a
+//! `QuickList` (a deque of such chunks) beyond. Writes work on the chunked form and turn a
+//! single chunk back into the compact form, so there is one write path for both.
+
+use crate::access;
+use crate::errors::{self, int_arg, Error};
+use crate::object::{EncodingLimits, Kind, Object, ObjectRef, QuickList};
+use crate::pack;
+use crate::store::{Request, Store};
+use tessera_protocol::{Args, Cmd, ReplyWriter};
+
+const NOT_POSITIVE: &str = "ERR value is out of range, must be positive";
+
+// ---- the two forms ----
+
+pub fn len(list: ObjectRef<'_>) -> usize {
+    match list {
+        ObjectRef::ListPack(p) => pack::iter(p).count(),
+        ObjectRef::ListQuick(q) => q.len,
+        _ => 0,
+    }
+}
+
+/// Every element, head to tail (and tail to head with `.rev()`).
+pub fn elements(list: ObjectRef<'_>) -> Box<dyn DoubleEndedIterator<Item = &[u8]> + '_> {
+    match list {
+        ObjectRef::ListPack(p) => Box::new(pack::iter(p)),
+        ObjectRef::ListQuick(q) => Box::new(q.chunks.iter().flat_map(|c| pack::iter(&c.pack))),
+        _ => Box::new(std::iter::empty()),
+    }
+}
+
+/// The elements from `index` on, skipping whole chunks on the way.
+fn from_index(list: ObjectRef<'_>, index: usize) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+    match list {
+        ObjectRef::ListQuick(q) => match q.locate(index) {
+            Some((chunk, within)) => Box::new(
+                q.chunks
+                    .range(chunk..)
+                    .flat_map(|c| pack::iter(&c.pack))
+                    .skip(within),
+            ),
+            None => Box::new(std::iter::empty()),
+        },
+        _ => Box::new(elements(list).skip(index)),
+    }
+}
+
+/// Runs `change` on the chunked form of `list`, then stores a list that fits one chunk
+/// compactly again.
+fn with_chunks<R>(list: &mut Object, change: impl FnOnce(&mut QuickList) -> R) -> R {
+    let mut quick = match std::mem::replace(list, Object::ListPack(Vec::new())) {
+        Object::ListQuick(q) => q,
+        Object::ListPack(p) => Box::new(QuickList::from_pack(p)),
+        _ => unreachable!("a list is a pack or chunks"),
+    };
+    let result = change(&mut quick);
+    *list = if quick.chunks.len() <= 1 {
+        Object::ListPack(quick.chunks.pop_front().map(|c| c.pack).unwrap_or_default())
+    } else {
+        Object::ListQuick(quick)
+    };
+    result
+}
+
+pub fn push(list: &mut Object, element: &[u8], front: bool, limits: &EncodingLimits) {
+    with_chunks(list, |q| q.push(element, front, limits));
+}
+
+/// Rebuilds the list from the elements `keep` selects (by index), in order.
+fn rebuild(q: &mut QuickList, limits: &EncodingLimits, keep: impl Fn(usize, &[u8]) -> bool) {
+    let mut fresh = QuickList::default();
+    let mut index = 0;
+    for chunk in &q.chunks {
+        for element in pack::iter(&chunk.pack) {
+            if keep(index, element) {
+                fresh.push(element, false, limits);
+            }
+            index += 1;
+        }
+    }
+    *q = fresh;
+}
+
+/// Resolves Redis list indexes (negative ones count from the tail) into `start..=stop`.
+fn clamp_range(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let stop = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
+    (start <= stop && start < len).then_some((start as usize, stop as usize))
+}
+
+fn index_of(len: usize, index: i64) -> Option<usize> {
+    let i = if index < 0 { len as i64 + index } else { index };
+    (0..len as i64).contains(&i).then_some(i as usize)
+}
+
+// ---- reads ----
+
+pub fn read(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
+    let args = req.args;
+    let pos_options = match req.spec.cmd {
+        Cmd::LPos => match parse_pos(args) {
+            Ok(opts) => Some(opts),
+            Err(e) => return out.error(&e),
+        },
+        _ => None,
+    };
+    let list = match access::read(store, req.db, args.get(1), req.now, Kind::List) {
+        Ok(list) => list,
+        Err(e) => return out.error(e),
+    };
+    match req.spec.cmd {
+        Cmd::LLen => out.int(list.map_or(0, len) as i64),
+        // As in Redis, a missing key answers nil before the index is even read.
+        Cmd::LIndex => match (list, int_arg(args.get(2))) {
+            (None, _) => out.null(),
+            (Some(_), Err(e)) => out.error(&e),
+            (Some(l), Ok(index)) => {
+                match index_of(len(l), index).and_then(|i| from_index(l, i).next()) {
+                    Some(e) => out.bulk(e),
+                    None => out.null(),
+                }
+            }
+        },
+        Cmd::LRange => match (int_arg(args.get(2)), int_arg(args.get(3))) {
+            (Err(e), _) | (_, Err(e)) => out.error(&e),
+            (Ok(start), Ok(stop)) => {
+                let range = list.and_then(|l| clamp_range(len(l), start, stop));
+                let Some((l, (start, stop))) = list.zip(range) else {
+                    return out.array(0);
+                };
+                out.array(stop - start + 1);
+                from_index(l, start)
+                    .take(stop - start + 1)
+                    .for_each(|e| out.bulk(e));
+            }
+        },
+        Cmd::LPos => position(list, args, pos_options.expect("parsed above"), out),
+        other => out.error(&format!("ERR '{}' is not a list read", other.spec().name)),
+    }
+}
+
+/// LPOS's options: RANK (which match to start from; negative from the tail), COUNT (how
+/// many, 0 for all; absent for a single reply) and MAXLEN (how many elements to look at).
+struct PosOptions {
+    rank: i64,
+    count: Option<usize>,
+    max_len: usize,
+}
+
+fn parse_pos(args: Args) -> Result<PosOptions, Error> {
+    let mut opts = PosOptions {
+        rank: 1,
+        count: None,
+        max_len: 0,
+    };
+    let mut i = 3;
+    while i < args.len() {
+        let (opt, Some(value)) = (args.get(i), (i + 1 < args.len()).then(|| args.get(i + 1)))
+        else {
+            return Err(errors::SYNTAX.into());
+        };
+        let n = int_arg(value)?;
+        if opt.eq_ignore_ascii_case(b"RANK") {
+            if n == 0 || n == i64::MIN {
+                return Err("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list".into());
+            }
+            opts.rank = n;
+        } else if opt.eq_ignore_ascii_case(b"COUNT") {
+            if n < 0 {
+                return Err("ERR COUNT can't be negative".into());
+            }
+            opts.count = Some(n as usize);
+        } else if opt.eq_ignore_ascii_case(b"MAXLEN") {
+            if n < 0 {
+                return Err("ERR MAXLEN can't be negative".into());
+            }
+            opts.max_len = n as usize;
+        } else {
+            return Err(errors::SYNTAX.into());
+        }
+        i += 2;
+    }
+    Ok(opts)
+}
+
+/// LPOS key element [RANK rank] [COUNT count] [MAXLEN len].
+fn position(list: Option<ObjectRef<'_>>, args: Args, opts: PosOptions, out: &mut ReplyWriter) {
+    let PosOptions {
+        rank,
+        count,
+        max_len,
+    } = opts;
+    let element = args.get(2);
+    let wanted = match count {
+        Some(0) => usize::MAX,
+        Some(n) => n,
+        None => 1,
+    };
+    let mut found = Vec::new();
+    if let Some(l) = list {
+        let n = len(l);
+        let scan_limit = if max_len == 0 { n } else { max_len.min(n) };
+        let indexed: Box<dyn Iterator<Item = (usize, &[u8])>> = if rank > 0 {
+            Box::new(elements(l).enumerate())
+        } else {
+            Box::new(elements(l).rev().enumerate().map(|(i, e)| (n - 1 - i, e)))
+        };
+        let mut skip = rank.unsigned_abs() - 1;
+        for (index, e) in indexed.take(scan_limit) {
+            if e != element {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            found.push(index);
+            if found.len() >= wanted {
+                break;
+            }
+        }
+    }
+    match count {
+        None => match found.first() {
+            Some(&i) => out.int(i as i64),
+            None => out.null(),
+        },
+        Some(_) => {
+            out.array(found.len());
+            found.into_iter().for_each(|i| out.int(i as i64));
+        }
+    }
+}
+
+// ---- writes ----
+
+pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: &mut ReplyWriter) {
+    let key = args.get(1);
+    let result = match cmd {
+        Cmd::LPush | Cmd::RPush | Cmd::LPushX | Cmd::RPushX => {
+            let front = matches!(cmd, Cmd::LPush | Cmd::LPushX);
+            let create = matches!(cmd, Cmd::LPush | Cmd::RPush);
+            access::write(store, db, key, now, Kind::List, create, |l, limits| {
+                with_chunks(l, |q| {
+                    args.tail(2).iter().for_each(|e| q.push(e, front, limits));
+                    q.len
+                })
+            })
+            .map(|n| out.int(n.unwrap_or(0) as i64))
+        }
+        Cmd::LPop | Cmd::RPop => return pop(store, db, now, cmd == Cmd::LPop, args, out),
+        Cmd::LSet => return set(store, db, now, args, out),
+        Cmd::LInsert => return insert(store, db, now, args, out),
+        Cmd::LRem => return remove(store, db, now, args, out),
+        Cmd::LTrim => return trim(store, db, now, args, out),
+        _ => return out.error("ERR not a list write"),
+    };
+    if let Err(e) = result {
+        out.error(e);
+    }
+}
+
+/// LPOP / RPOP key [count].
+fn pop(store: &mut Store, db: usize, now: u64, front: bool, args: Args, out: &mut ReplyWriter) {
+    let count = match args.len() {
+        2 => None,
+        3 => match int_arg(args.get(2)) {
+            Ok(n) if n >= 0 => Some(n as usize),
+            _ => return out.error(NOT_POSITIVE),
+        },
+        _ => return out.error(errors::SYNTAX),
+    };
+    let popped = access::write(store, db, args.get(1), now, Kind::List, false, |l, _| {
+        with_chunks(l, |q| {
+            (0..count.unwrap_or(1))
+                .map_while(|_| q.pop(front))
+                .collect::<Vec<_>>()
+        })
+    });
+    match (popped, count) {
+        (Err(e), _) => out.error(e),
+        (Ok(None), None) => out.null(),
+        (Ok(None), Some(_)) => out.null_array(),
+        (Ok(Some(mut popped)), None) => match popped.pop() {
+            Some(e) => out.bulk(&e),
+            None => out.null(),
+        },
+        (Ok(Some(popped)), Some(_)) => {
+            out.array(popped.len());
+            popped.iter().for_each(|e| out.bulk(e));
+        }
+    }
+}
+
+fn set(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+    let index = int_arg(args.get(2));
+    let value = args.get(3);
+    let result = access::write(store, db, args.get(1), now, Kind::List, false, |l, _| {
+        with_chunks(l, |q| {
+            // Read after the key and type checks, as Redis does.
+            let index = index.map_err(|_| errors::NOT_INTEGER)?;
+            let i = index_of(q.len, index).ok_or("ERR index out of range")?;
+            let (chunk, within) = q.locate(i).expect("index checked");
+            let pack = &mut q.chunks[chunk].pack;
+            let (at, _) = pack::positions(pack).nth(within).expect("index checked");
+            pack::replace(pack, at, value);
+            Ok(())
+        })
+    });
+    match result {
+        Err(e) | Ok(Some(Err(e))) => out.error(e),
+        Ok(None) => out.error(errors::NO_SUCH_KEY),
+        Ok(Some(Ok(()))) => out.ok(),
+    }
+}
+
+/// LINSERT key BEFORE|AFTER pivot element.
+fn insert(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+    let place = args.get(2);
+    let after = if place.eq_ignore_ascii_case(b"AFTER") {
+        true
+    } else if place.eq_ignore_ascii_case(b"BEFORE") {
+        false
+    } else {
+        return out.error(errors::SYNTAX);
+    };
+    let (pivot, element) = (args.get(3), args.get(4));
+    let result = access::write(
+        store,
+        db,
+        args.get(1),
+        now,
+        Kind::List,
+        false,
+        |l, limits| {
+            with_chunks(l, |q| {
+                let Some(found) = elements(ObjectRef::ListQuick(q)).position(|e| e == pivot) else {
+                    return -1;
+                };
+                let at = found + after as usize;
+                rebuild_with_insert(q, limits, at, element);
+                q.len as i64
+            })
+        },
+    );
+    match result {
+        Err(e) => out.error(e),
+        Ok(n) => out.int(n.unwrap_or(0)),
+    }
+}
+
+fn rebuild_with_insert(q: &mut QuickList, limits: &EncodingLimits, at: usize, element: &[u8]) {
+    let old = std::mem::take(q);
+    for (i, e) in elements(ObjectRef::ListQuick(&old)).enumerate() {
+        if i == at {
+            q.push(element, false, limits);
+        }
+        q.push(e, false, limits);
+    }
+    if at == old.len {
+        q.push(element, false, limits);
+    }
+}
+
+/// LREM key count element: `count` > 0 removes from the head, < 0 from the tail, 0 all.
+fn remove(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+    let count = match int_arg(args.get(2)) {
+        Ok(n) => n,
+        Err(e) => return out.error(&e),
+    };
+    let element = args.get(3);
+    let result = access::write(
+        store,
+        db,
+        args.get(1),
+        now,
+        Kind::List,
+        false,
+        |l, limits| {
+            with_chunks(l, |q| {
+                let view = ObjectRef::ListQuick(q);
+                let limit = if count == 0 {
+                    usize::MAX
+                } else {
+                    count.unsigned_abs() as usize
+                };
+                let matches: Vec<usize> = if count >= 0 {
+                    elements(view)
+                        .enumerate()
+                        .filter(|(_, e)| *e == element)
+                        .map(|(i, _)| i)
+                        .take(limit)
+                        .collect()
+                } else {
+                    let n = q.len;
+                    elements(view)
+                        .rev()
+                        .enumerate()
+                        .filter(|(_, e)| *e == element)
+                        .map(|(i, _)| n - 1 - i)
+                        .take(limit)
+                        .collect()
+                };
+                if !matches.is_empty() {
+                    let doomed: std::collections::HashSet<usize> =
+                        matches.iter().copied().collect();
+                    rebuild(q, limits, |i, _| !doomed.contains(&i));
+                }
+                matches.len()
+            })
+        },
+    );
+    match result {
+        Err(e) => out.error(e),
+        Ok(n) => out.int(n.unwrap_or(0) as i64),
+    }
+}
+
+/// LTRIM key start stop: pops what lies outside the range from both ends.
+fn trim(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+    let (start, stop) = match (int_arg(args.get(2)), int_arg(args.get(3))) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return out.error(&e),
+    };
+    let result = access::write(store, db, args.get(1), now, Kind::List, false, |l, _| {
+        with_chunks(l, |q| match clamp_range(q.len, start, stop) {
+            None => *q = QuickList::default(),
+            Some((from, to)) => {
+                let tail = q.len - 1 - to;
+                q.discard(true, from);
+                q.discard(false, tail);
+            }
+        })
+    });
+    match result {
+        Err(e) => out.error(e),
+        Ok(_) => out.ok(),
+    }
+}
