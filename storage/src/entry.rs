@@ -42,13 +42,27 @@ impl Encoding {
 }
 
 /// How an object is written into an entry block: a compact form's pack, or a box's address.
-fn object_bytes(object: Object) -> (Vec<u8>, Encoding) {
-    let boxed = |addr: usize| addr.to_le_bytes().to_vec();
+enum Stored {
+    Pack(Vec<u8>),
+    Boxed([u8; 8]),
+}
+
+impl Stored {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Stored::Pack(p) => p,
+            Stored::Boxed(addr) => addr,
+        }
+    }
+}
+
+fn object_bytes(object: Object) -> (Stored, Encoding) {
+    let boxed = |addr: usize| Stored::Boxed(addr.to_le_bytes());
     match object {
-        Object::HashPack(p) => (p, Encoding::HashPack),
-        Object::ListPack(p) => (p, Encoding::ListPack),
-        Object::SetInts(p) => (p, Encoding::SetInts),
-        Object::SetPack(p) => (p, Encoding::SetPack),
+        Object::HashPack(p) => (Stored::Pack(p), Encoding::HashPack),
+        Object::ListPack(p) => (Stored::Pack(p), Encoding::ListPack),
+        Object::SetInts(p) => (Stored::Pack(p), Encoding::SetInts),
+        Object::SetPack(p) => (Stored::Pack(p), Encoding::SetPack),
         Object::HashDense(d) => (boxed(Box::into_raw(d) as usize), Encoding::HashDense),
         Object::SetDense(d) => (boxed(Box::into_raw(d) as usize), Encoding::SetDense),
         Object::ListQuick(q) => (boxed(Box::into_raw(q) as usize), Encoding::ListQuick),
@@ -149,8 +163,8 @@ impl Entry {
 
     /// A new entry holding a collection.
     pub fn new_object(key: &[u8], object: Object, expire_at: u64, access: u32) -> Entry {
-        let (bytes, encoding) = object_bytes(object);
-        Entry::with_bytes(key, &bytes, encoding, expire_at, access)
+        let (stored, encoding) = object_bytes(object);
+        Entry::with_bytes(key, stored.bytes(), encoding, expire_at, access)
     }
 
     fn with_bytes(
@@ -259,38 +273,48 @@ impl Entry {
         })
     }
 
+    /// Moves the collection out of the entry's bytes.
+    ///
+    /// # Safety
+    /// For a boxed form the entry still holds the box's address afterwards: the caller must
+    /// overwrite the value (`set_bytes`) before the entry is used or dropped.
+    unsafe fn read_object(&self) -> Option<Object> {
+        let encoding = self.header().encoding;
+        let bytes = self.value_slice();
+        let addr = || boxed_addr(bytes);
+        // SAFETY: a boxed encoding's bytes are the address of a box this entry owns; the
+        // caller's contract hands that ownership to the returned object.
+        Some(unsafe {
+            match encoding {
+                Encoding::HashDense => Object::HashDense(Box::from_raw(addr() as *mut _)),
+                Encoding::SetDense => Object::SetDense(Box::from_raw(addr() as *mut _)),
+                Encoding::ListQuick => Object::ListQuick(Box::from_raw(addr() as *mut _)),
+                Encoding::HashPack => Object::HashPack(bytes.to_vec()),
+                Encoding::ListPack => Object::ListPack(bytes.to_vec()),
+                Encoding::SetInts => Object::SetInts(bytes.to_vec()),
+                Encoding::SetPack => Object::SetPack(bytes.to_vec()),
+                Encoding::Int | Encoding::Embstr | Encoding::Raw => return None,
+            }
+        })
+    }
+
     /// Takes the collection out of the entry, leaving an empty string in its place.
     fn take_object(&mut self) -> Option<Object> {
-        let encoding = self.header().encoding;
-        if encoding.is_string() {
-            return None;
-        }
-        let bytes = self.value_slice();
-        let addr = encoding.is_boxed().then(|| boxed_addr(bytes));
-        // SAFETY: a boxed encoding's bytes are the address of a box this entry owns; the
-        // entry forgets it right below, so ownership moves to the returned object.
-        let object = unsafe {
-            match (encoding, addr) {
-                (Encoding::HashDense, Some(a)) => Object::HashDense(Box::from_raw(a as *mut _)),
-                (Encoding::SetDense, Some(a)) => Object::SetDense(Box::from_raw(a as *mut _)),
-                (Encoding::ListQuick, Some(a)) => Object::ListQuick(Box::from_raw(a as *mut _)),
-                (Encoding::HashPack, _) => Object::HashPack(bytes.to_vec()),
-                (Encoding::ListPack, _) => Object::ListPack(bytes.to_vec()),
-                (Encoding::SetInts, _) => Object::SetInts(bytes.to_vec()),
-                _ => Object::SetPack(bytes.to_vec()),
-            }
-        };
+        // SAFETY: the value is overwritten right below.
+        let object = unsafe { self.read_object() }?;
         self.set_bytes(&[], Encoding::Embstr);
         Some(object)
     }
 
     /// Runs `change` on the collection this entry holds, which may convert it to another
-    /// form. `None` for a string.
+    /// form. `None` for a string. A large form stays in its box: only its address is
+    /// rewritten, without reallocating the entry.
     pub fn update_object<R>(&mut self, change: impl FnOnce(&mut Object) -> R) -> Option<R> {
-        let mut object = self.take_object()?;
+        // SAFETY: the value is overwritten below before anything else touches the entry.
+        let mut object = unsafe { self.read_object() }?;
         let result = change(&mut object);
-        let (bytes, encoding) = object_bytes(object);
-        self.set_bytes(&bytes, encoding);
+        let (stored, encoding) = object_bytes(object);
+        self.set_bytes(stored.bytes(), encoding);
         Some(result)
     }
 

@@ -313,10 +313,7 @@ fn set(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter
             // Read after the key and type checks, as Redis does.
             let index = index.map_err(|_| errors::NOT_INTEGER)?;
             let i = index_of(q.len, index).ok_or("ERR index out of range")?;
-            let (chunk, within) = q.locate(i).expect("index checked");
-            let pack = &mut q.chunks[chunk].pack;
-            let (at, _) = pack::positions(pack).nth(within).expect("index checked");
-            pack::replace(pack, at, value);
+            q.replace(i, value);
             Ok(())
         })
     });

@@ -161,6 +161,8 @@ pub struct Chunk {
 pub struct QuickList {
     pub chunks: VecDeque<Chunk>,
     pub len: usize,
+    /// Bytes the chunks' packs hold, kept up to date so memory accounting is O(1).
+    bytes: usize,
 }
 
 impl QuickList {
@@ -168,6 +170,7 @@ impl QuickList {
         let count = pack::iter(&pack).count();
         let mut list = QuickList::default();
         if count > 0 {
+            list.bytes = pack.len();
             list.chunks.push_back(Chunk { pack, count });
             list.len = count;
         }
@@ -175,12 +178,7 @@ impl QuickList {
     }
 
     pub fn memory(&self) -> usize {
-        self.chunks.capacity() * std::mem::size_of::<Chunk>()
-            + self
-                .chunks
-                .iter()
-                .map(|c| size_class(c.pack.capacity()))
-                .sum::<usize>()
+        self.chunks.capacity() * std::mem::size_of::<Chunk>() + self.bytes
     }
 
     pub fn push(&mut self, data: &[u8], front: bool, limits: &EncodingLimits) {
@@ -213,6 +211,7 @@ impl QuickList {
         }
         chunk.count += 1;
         self.len += 1;
+        self.bytes += pack::element_size(data.len());
     }
 
     pub fn pop(&mut self, front: bool) -> Option<Vec<u8>> {
@@ -229,6 +228,7 @@ impl QuickList {
             (data.to_vec(), start)
         };
         pack::remove(&mut chunk.pack, start);
+        self.bytes -= pack::element_size(value.len());
         chunk.count -= 1;
         if chunk.count == 0 {
             if front {
@@ -255,6 +255,7 @@ impl QuickList {
             if chunk.count <= n {
                 n -= chunk.count;
                 self.len -= chunk.count;
+                self.bytes -= chunk.pack.len();
                 if front {
                     self.chunks.pop_front();
                 } else {
@@ -265,6 +266,18 @@ impl QuickList {
                 n -= 1;
             }
         }
+    }
+
+    /// Replaces element `index` (which must exist) with `data`.
+    pub fn replace(&mut self, index: usize, data: &[u8]) {
+        let (chunk, within) = self.locate(index).expect("index below the length");
+        let pack = &mut self.chunks[chunk].pack;
+        let (at, old) = pack::positions(pack)
+            .nth(within)
+            .map(|(at, old)| (at, old.len()))
+            .expect("index below the chunk's count");
+        pack::replace(pack, at, data);
+        self.bytes = self.bytes + pack::element_size(data.len()) - pack::element_size(old);
     }
 
     /// The chunk holding element `index` and the element's position within that chunk.
