@@ -346,13 +346,64 @@ def resp_chunks(keys, value_size, per_chunk=100_000):
         yield head + sep.join(b"%012d" % i for i in range(start, end)) + tail
 
 
-def load_keys(args, server):
+def resp(*words):
+    """One RESP command."""
+    out = [b"*%d\r\n" % len(words)]
+    for w in words:
+        out.append(b"$%d\r\n%s\r\n" % (len(w), w))
+    return b"".join(out)
+
+
+BATCH = 100  # elements per command when filling one large collection
+
+
+def big_collection(command, n, pair):
+    """One key `big` holding n elements, written BATCH at a time."""
+    for start in range(0, n, BATCH):
+        words = [command, b"big"]
+        for i in range(start, min(start + BATCH, n)):
+            words += pair(i)
+        yield resp(*words)
+
+
+def small_collections(command, n, elements):
+    """n keys `key:%012d`, each holding the same few elements."""
+    for i in range(n):
+        yield resp(command, b"key:%012d" % i, *elements(i))
+
+
+# name: (what it is, its command stream for n elements or keys)
+DATASETS = {
+    "strings": ("{n:,} keys `key:%012d`, {size}-byte values", None),
+    "hash": ("one hash of {n:,} fields `field:%012d` → `value:%012d`",
+             lambda n, size: big_collection(b"HSET", n, lambda i: [b"field:%012d" % i, b"value:%012d" % i])),
+    "list": ("one list of {n:,} elements `element:%012d`",
+             lambda n, size: big_collection(b"RPUSH", n, lambda i: [b"element:%012d" % i])),
+    "set": ("one set of {n:,} members `member:%012d`",
+            lambda n, size: big_collection(b"SADD", n, lambda i: [b"member:%012d" % i])),
+    "small-hash": ("{n:,} hashes of 4 fields",
+                   lambda n, size: small_collections(
+                       b"HSET", n, lambda i: [b"name", b"user%d" % i, b"age", b"42", b"city", b"Paris",
+                                              b"email", b"user%d@example.com" % i])),
+    "small-list": ("{n:,} lists of 4 elements",
+                   lambda n, size: small_collections(
+                       b"RPUSH", n, lambda i: [b"event:%d" % i, b"login", b"click", b"logout"])),
+    "small-set": ("{n:,} sets of 4 members",
+                  lambda n, size: small_collections(
+                      b"SADD", n, lambda i: [b"tag:a", b"tag:b", b"tag:%d" % (i % 100), b"tag:z"])),
+}
+
+
+def load_keys(args, server, dataset="strings"):
     argv = [args.redis_cli, "-h", HOST, "-p", str(server.port), "--pipe"]
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stream = DATASETS[dataset][1]
+    commands = (resp_chunks(args.keys, args.data_size) if stream is None
+                else batched(stream(args.keys, args.data_size)))
     try:
         try:
-            for chunk in resp_chunks(args.keys, args.data_size):
+            for chunk in commands:
                 proc.stdin.write(chunk)
             proc.stdin.close()
         except BrokenPipeError:
@@ -379,20 +430,42 @@ def load_keys(args, server):
     return time.monotonic() - t0, replies
 
 
+def batched(commands, size=1 << 20):
+    """Joins commands into chunks of about `size` bytes for the pipe."""
+    chunk = []
+    length = 0
+    for c in commands:
+        chunk.append(c)
+        length += len(c)
+        if length >= size:
+            yield b"".join(chunk)
+            chunk, length = [], 0
+    if chunk:
+        yield b"".join(chunk)
+
+
 def memory_section(args, workdir, results):
-    mem = results["memory"] = {"keys": args.keys, "value_size": args.data_size}
+    results["memory"] = {}
+    for dataset in args.datasets:
+        results["memory"][dataset] = memory_of(args, workdir, dataset)
+
+
+def memory_of(args, workdir, dataset):
+    mem = {"keys": args.keys, "value_size": args.data_size,
+           "what": DATASETS[dataset][0].format(n=args.keys, size=args.data_size)}
+    expected_keys = 1 if dataset in ("hash", "list", "set") else args.keys
     for name in SERVERS:
         server = start(name, args, workdir)  # a fresh instance: nothing from the throughput runs
         try:
             startup_rss = server.startup_rss
-            log(f"loading {args.keys:,} keys into {name} with redis-cli --pipe")
-            seconds, replies = load_keys(args, server)
+            log(f"loading {mem['what']} into {name} with redis-cli --pipe")
+            seconds, replies = load_keys(args, server, dataset)
             time.sleep(args.settle)
             server.check_alive()
             rss = server.rss_bytes()
             keys = dbsize(args, server)
-            if keys != args.keys:
-                log(f"warning: {name} DBSIZE is {keys:,}, expected {args.keys:,}")
+            if keys != expected_keys:
+                log(f"warning: {name} DBSIZE is {keys:,}, expected {expected_keys:,}")
             mem[name] = {
                 "startup_rss_bytes": startup_rss,
                 "rss_bytes": rss,
@@ -406,20 +479,19 @@ def memory_section(args, workdir, results):
             server.stop()
     mem["ratio"] = {key: ratio(mem["tessera"][key], mem["redis"][key])
                     for key in ("rss_bytes", "bytes_per_key")}
+    return mem
 
 
 def print_memory(results):
-    m = results["memory"]
-    r, t = m["redis"], m["tessera"]
-    print(f"## Memory ({m['keys']:,} keys `key:%012d`, {m['value_size']}-byte values, loaded with redis-cli --pipe)")
+    print("## Memory (each dataset loaded into a fresh server with redis-cli --pipe; RSS after load)")
     print()
-    print("| | redis | tessera | ratio |")
-    print("|---|--:|--:|--:|")
-    print(f"| RSS after load MiB | {r['rss_bytes'] / 2**20:.1f} | {t['rss_bytes'] / 2**20:.1f} "
-          f"| {m['ratio']['rss_bytes']:.2f} |")
-    print(f"| RSS at start-up MiB | {r['startup_rss_bytes'] / 2**20:.1f} | {t['startup_rss_bytes'] / 2**20:.1f} | |")
-    print(f"| bytes/key | {r['bytes_per_key']:.1f} | {t['bytes_per_key']:.1f} | {m['ratio']['bytes_per_key']:.2f} |")
-    print(f"| DBSIZE | {r['dbsize']:,} | {t['dbsize']:,} | |")
+    print("| dataset | redis RSS MiB | tessera RSS MiB | ratio | redis B/item | tessera B/item | start-up RSS redis / tessera MiB |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    for m in results["memory"].values():
+        r, t = m["redis"], m["tessera"]
+        print(f"| {m['what']} | {r['rss_bytes'] / 2**20:.1f} | {t['rss_bytes'] / 2**20:.1f} "
+              f"| {m['ratio']['rss_bytes']:.2f} | {r['bytes_per_key']:.1f} | {t['bytes_per_key']:.1f} "
+              f"| {r['startup_rss_bytes'] / 2**20:.1f} / {t['startup_rss_bytes'] / 2**20:.1f} |")
     print()
 
 
@@ -473,6 +545,8 @@ def parse_args(argv):
     p.add_argument("--memory", dest="memory", action="store_true", default=True,
                    help="run the memory section (default)")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the memory section")
+    p.add_argument("--datasets", type=comma_list, default=["strings"],
+                   help="memory datasets, comma-separated, of: " + ", ".join(DATASETS) + " (default: strings)")
     p.add_argument("--no-throughput", dest="throughput", action="store_false", default=True,
                    help="skip the throughput section")
     p.add_argument("--keys", type=positive_int, metavar="N",
@@ -498,6 +572,9 @@ def parse_args(argv):
     if args.keys >= 10**12:
         p.error("--keys must be below 10**12 (keys are key:%012d)")
     args.preload_requests = args.preload_requests or 10 * args.keyspace
+    unknown = [d for d in args.datasets if d not in DATASETS]
+    if unknown:
+        p.error(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
     if not args.tests or not args.pipelines:
         p.error("--tests and --pipelines need at least one entry each")
 
