@@ -2,6 +2,7 @@
 //! and the command line, changed at run time with CONFIG SET where that is safe.
 
 use std::fmt::Write as _;
+use tessera_storage::object::EncodingLimits;
 
 /// `client-output-buffer-limit` for one client class: a hard limit, and a soft limit that may
 /// be exceeded for at most `soft_seconds`. Zero means no limit.
@@ -29,6 +30,8 @@ pub struct Config {
     pub output_pubsub: OutputLimit,
     pub hz: u32,
     pub loglevel: String,
+    /// When small hashes, lists and sets take their large forms.
+    pub encodings: EncodingLimits,
     pub config_file: Option<String>,
 }
 
@@ -61,6 +64,7 @@ impl Default for Config {
             },
             hz: 10,
             loglevel: "notice".into(),
+            encodings: EncodingLimits::default(),
             config_file: None,
         }
     }
@@ -107,6 +111,19 @@ const DIRECTIVES: &[(&str, Mutability)] = &[
     ("client-output-buffer-limit", Mutability::Runtime),
     ("hz", Mutability::Runtime),
     ("loglevel", Mutability::Startup),
+    ("hash-max-listpack-entries", Mutability::Runtime),
+    ("hash-max-listpack-value", Mutability::Runtime),
+    ("set-max-intset-entries", Mutability::Runtime),
+    ("set-max-listpack-entries", Mutability::Runtime),
+    ("set-max-listpack-value", Mutability::Runtime),
+    ("list-max-listpack-size", Mutability::Runtime),
+];
+
+/// Names Redis still accepts from before listpacks replaced ziplists.
+const ALIASES: &[(&str, &str)] = &[
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+    ("list-max-ziplist-size", "list-max-listpack-size"),
 ];
 
 /// Parses a Redis memory amount: `1024`, `64kb`, `512mb`, `1gb` (binary) or `1k`, `1m`,
@@ -149,7 +166,10 @@ const INT_MAX: i64 = i32::MAX as i64;
 impl Config {
     /// Applies one directive; `startup` allows directives that cannot change at run time.
     pub fn set(&mut self, name: &str, value: &str, startup: bool) -> Result<(), String> {
-        let name = name.to_ascii_lowercase();
+        let mut name = name.to_ascii_lowercase();
+        if let Some((_, current)) = ALIASES.iter().find(|(old, _)| *old == name) {
+            name = current.to_string();
+        }
         if IGNORED.contains(&name.as_str()) {
             tracing::info!(directive = %name, "directive has no effect in Tessera; ignored");
             return Ok(());
@@ -195,6 +215,24 @@ impl Config {
                 self.client_query_buffer_limit = v;
             }
             "client-output-buffer-limit" => self.set_output_limits(value)?,
+            "hash-max-listpack-entries" => {
+                self.encodings.hash_max_listpack_entries = int_in(value, 0, i64::MAX)?
+            }
+            "hash-max-listpack-value" => {
+                self.encodings.hash_max_listpack_value = int_in(value, 0, i64::MAX)?
+            }
+            "set-max-intset-entries" => {
+                self.encodings.set_max_intset_entries = int_in(value, 0, i64::MAX)?
+            }
+            "set-max-listpack-entries" => {
+                self.encodings.set_max_listpack_entries = int_in(value, 0, i64::MAX)?
+            }
+            "set-max-listpack-value" => {
+                self.encodings.set_max_listpack_value = int_in(value, 0, i64::MAX)?
+            }
+            "list-max-listpack-size" => {
+                self.encodings.list_max_listpack_size = int_in(value, i32::MIN as i64, INT_MAX)?
+            }
             "hz" => self.hz = int_in::<u32>(value, 0, INT_MAX)?.clamp(1, 500),
             "loglevel" => {
                 let level = value.to_ascii_lowercase();
@@ -300,6 +338,30 @@ impl Config {
             ("client-output-buffer-limit", limits),
             ("hz", self.hz.to_string()),
             ("loglevel", self.loglevel.clone()),
+            (
+                "hash-max-listpack-entries",
+                self.encodings.hash_max_listpack_entries.to_string(),
+            ),
+            (
+                "hash-max-listpack-value",
+                self.encodings.hash_max_listpack_value.to_string(),
+            ),
+            (
+                "set-max-intset-entries",
+                self.encodings.set_max_intset_entries.to_string(),
+            ),
+            (
+                "set-max-listpack-entries",
+                self.encodings.set_max_listpack_entries.to_string(),
+            ),
+            (
+                "set-max-listpack-value",
+                self.encodings.set_max_listpack_value.to_string(),
+            ),
+            (
+                "list-max-listpack-size",
+                self.encodings.list_max_listpack_size.to_string(),
+            ),
             ("save", String::new()),
             ("appendonly", "no".into()),
         ]

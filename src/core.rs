@@ -175,6 +175,7 @@ impl Core {
         let config = shared.config.read().map(|c| c.clone()).unwrap_or_default();
         let mut store = Store::new(config.databases);
         store.max_bulk_len = config.proto_max_bulk_len as usize;
+        store.limits = config.encodings;
         let cores = shared.cores;
         let now = unix_ms();
         Ok(Core {
@@ -949,6 +950,7 @@ impl Core {
             }
             self.config_epoch = epoch;
             self.store.max_bulk_len = self.config.proto_max_bulk_len as usize;
+            self.store.limits = self.config.encodings;
             for conn in self.conns.iter_mut().flatten() {
                 conn.parser
                     .set_max_bulk_len(self.config.proto_max_bulk_len as usize);

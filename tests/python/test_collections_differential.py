@@ -254,3 +254,29 @@ def test_cross_core_rename_and_copy_keep_collections(server):
     assert all(c.lrange(f"l{i}", 0, -1) == [str(n) for n in range(1000)] for i in range(20))
     assert all(c.smembers(f"s{i}") == {"a", "b", "3"} for i in range(20))
     c.close()
+
+
+def test_encoding_limits_are_configurable(server):
+    c = server.client(decode_responses=True)
+    c.flushall()
+    try:
+        c.config_set("hash-max-ziplist-entries", 2)
+        assert c.config_get("hash-max-listpack-entries") == {"hash-max-listpack-entries": "2"}
+        c.hset("h", mapping={"a": 1, "b": 2})
+        assert c.object("encoding", "h") == "listpack"
+        c.hset("h", "c", 3)
+        assert c.object("encoding", "h") == "hashtable"
+        c.config_set("list-max-listpack-size", 3)
+        c.rpush("l", 1, 2, 3, 4, 5)
+        assert c.object("encoding", "l") == "quicklist"
+        assert c.lrange("l", 0, -1) == ["1", "2", "3", "4", "5"]
+        c.config_set("set-max-intset-entries", 1)
+        c.sadd("s", 1, 2)
+        assert c.object("encoding", "s") == "hashtable"
+        with pytest.raises(redis.ResponseError, match="argument couldn't be parsed into an integer"):
+            c.config_set("set-max-listpack-value", "x")
+    finally:
+        c.config_set("hash-max-listpack-entries", 128)
+        c.config_set("list-max-listpack-size", -2)
+        c.config_set("set-max-intset-entries", 512)
+    c.close()
