@@ -99,7 +99,7 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
     }
     let mut owner = None;
     let mut spans_cores = false;
-    for pos in spec.key_positions(args.len()) {
+    for pos in spec.keys_in(&args) {
         let o = core.shared.owner(key_slot(args.get(pos)));
         match owner {
             None => owner = Some(o),

@@ -87,10 +87,7 @@ pub fn command(conn: &mut Conn, args: Args) {
                     Err("ERR Invalid number of arguments specified for command".into())
                 }
                 Some(spec) => {
-                    let keys: Vec<&[u8]> = spec
-                        .key_positions(inner.len())
-                        .map(|p| inner.get(p))
-                        .collect();
+                    let keys: Vec<&[u8]> = spec.keys_in(&inner).map(|p| inner.get(p)).collect();
                     if keys.is_empty() {
                         Err("ERR The command has no key arguments".into())
                     } else {

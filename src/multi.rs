@@ -9,6 +9,7 @@ use std::any::Any;
 use std::ops::Range;
 use tessera_protocol::reply::push_int;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter};
+use tessera_storage::dump::entry_from;
 use tessera_storage::{Effect, Request};
 
 pub type Results = Vec<Box<dyn Any + Send>>;
@@ -151,7 +152,7 @@ fn split_by_core(
     pairs: bool,
 ) -> Vec<(usize, OwnedArgs, Vec<usize>)> {
     let mut groups: Vec<(usize, OwnedArgs, Vec<usize>)> = Vec::new();
-    for (n, pos) in spec.key_positions(args.len()).enumerate() {
+    for (n, pos) in spec.keys_in(&args).enumerate() {
         let owner = core.shared.owner(key_slot(args.get(pos)));
         let group = match groups.iter().position(|g| g.0 == owner) {
             Some(i) => &mut groups[i],
@@ -246,13 +247,135 @@ pub fn for_keys(
             move_key(core, &Origin { db, now, resp3 }, spec, args)
         }
         Cmd::Lcs => lcs(core, &Origin { db, now, resp3 }, args),
-        other => MultiOp {
-            reserve: Vec::new(),
-            step: reply_with(resp3, |w| {
-                w.error(&format!("ERR '{}' cannot span cores", other.spec().name))
-            }),
-        },
+        _ => gather(core, &Origin { db, now, resp3 }, spec, args),
     }
+}
+
+/// The keys one core holds for a gathered command, with their values as read there.
+type Gathered = Vec<(Vec<u8>, Snapshot)>;
+
+/// Any other multi-key command across cores (SINTERSTORE, SMOVE, LMOVE, ...): with every core
+/// it touches reserved, copy the keys it names into a scratch store here, run the command
+/// there, and write back to its owner each key whose value it changed. Each write-back is a
+/// plain effect (Restore or Del) on one partition, so the command stays atomic here and
+/// deterministic to replicate.
+fn gather(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) -> MultiOp {
+    let Origin { db, now, resp3 } = *origin;
+    let mut by_core: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
+    for pos in spec.keys_in(&args) {
+        let key = args.get(pos);
+        let owner = core.shared.owner(key_slot(key));
+        match by_core.iter_mut().find(|(c, _)| *c == owner) {
+            Some((_, keys)) if keys.iter().any(|k| k == key) => {}
+            Some((_, keys)) => keys.push(key.to_vec()),
+            None => by_core.push((owner, vec![key.to_vec()])),
+        }
+    }
+    by_core.sort_by_key(|(c, _)| *c);
+    let reserve = by_core.iter().map(|(c, _)| *c).collect();
+    let owners: Vec<(usize, Vec<Vec<u8>>)> = by_core.clone();
+    let calls = by_core
+        .into_iter()
+        .map(|(c, keys)| (c, read_entries(keys, db, now)))
+        .collect();
+    let mut request = OwnedArgs::default();
+    args.iter().for_each(|a| request.push(a));
+    let (databases, limits, max_bulk_len) = (
+        core.store.databases(),
+        core.store.limits,
+        core.store.max_bulk_len,
+    );
+    MultiOp {
+        reserve,
+        step: Step::Calls(
+            calls,
+            Box::new(move |results| {
+                let mut scratch = tessera_storage::Store::new(databases);
+                scratch.limits = limits;
+                scratch.max_bulk_len = max_bulk_len;
+                let mut before: Vec<(Vec<u8>, Snapshot)> = Vec::new();
+                for gathered in results {
+                    let gathered = *gathered.downcast::<Gathered>().expect("read_entries");
+                    for (key, snapshot) in gathered {
+                        if let Some((value, deadline)) = &snapshot {
+                            let at = deadline.unwrap_or(0);
+                            if let Some(entry) = entry_from(&key, value, at, 0, &limits) {
+                                scratch.db(db).insert(entry);
+                            }
+                        }
+                        before.push((key, snapshot));
+                    }
+                }
+                let mut reply = Vec::new();
+                let req = Request {
+                    spec,
+                    args: request.args(),
+                    db,
+                    now,
+                };
+                scratch.execute(&req, &mut ReplyWriter::new(&mut reply, resp3));
+                let mut writes = Vec::new();
+                for (key, old) in before {
+                    let new = scratch
+                        .db(db)
+                        .get(&key, now)
+                        .map(|e| (tessera_storage::dump::value_bytes(e), e.expire_at()));
+                    if new == old {
+                        continue;
+                    }
+                    let owner = owners
+                        .iter()
+                        .find(|(_, keys)| keys.contains(&key))
+                        .map(|(c, _)| *c)
+                        .expect("every gathered key has an owner");
+                    let mut payload = OwnedArgs::default();
+                    payload.push(&key);
+                    let work = match new {
+                        Some((value, deadline)) => {
+                            payload.push(&value);
+                            apply_on_core(
+                                db,
+                                now,
+                                move |a: &OwnedArgs| Effect::Restore {
+                                    key: a.args().get(0),
+                                    value: a.args().get(1),
+                                    expire_at: deadline.unwrap_or(0),
+                                },
+                                payload,
+                            )
+                        }
+                        None => apply_on_core(
+                            db,
+                            now,
+                            |a: &OwnedArgs| Effect::Del { keys: a.args() },
+                            payload,
+                        ),
+                    };
+                    writes.push((owner, work));
+                }
+                if writes.is_empty() {
+                    return Step::Reply(reply);
+                }
+                Step::Calls(writes, Box::new(move |_| Step::Reply(reply)))
+            }),
+        ),
+    }
+}
+
+fn read_entries(keys: Vec<Vec<u8>>, db: usize, now: u64) -> Work {
+    Box::new(move |core: &mut Core| {
+        let ks = core.store.db(db);
+        let gathered: Gathered = keys
+            .into_iter()
+            .map(|key| {
+                let snapshot = ks
+                    .get(&key, now)
+                    .map(|e| (tessera_storage::dump::value_bytes(e), e.expire_at()));
+                (key, snapshot)
+            })
+            .collect();
+        Box::new(gathered) as Box<dyn Any + Send>
+    })
 }
 
 fn msetnx(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) -> MultiOp {

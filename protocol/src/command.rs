@@ -86,6 +86,28 @@ impl CommandSpec {
         (first..=last).step_by(step as usize).map(|i| i as usize)
     }
 
+    /// Indexes of the key arguments of `args`, including commands that say how many keys
+    /// follow (`SINTERCARD numkeys key ...`); a bad count yields no keys, and the command
+    /// itself then reports the error.
+    pub fn keys_in(&self, args: &crate::Args) -> impl Iterator<Item = usize> {
+        let numkeys_at = match self.cmd {
+            Cmd::SInterCard | Cmd::LMPop => Some(1),
+            _ => None,
+        };
+        let range = match numkeys_at {
+            None => self.key_positions(args.len()).collect::<Vec<_>>(),
+            Some(at) => {
+                let count = (at < args.len())
+                    .then(|| crate::parse::parse_int(args.get(at)))
+                    .flatten()
+                    .filter(|&n| n > 0 && (n as usize) < args.len() - at)
+                    .unwrap_or(0) as usize;
+                (at + 1..at + 1 + count).collect()
+            }
+        };
+        range.into_iter()
+    }
+
     /// ACL categories, as `COMMAND INFO` reports them.
     pub fn acl_categories(&self) -> Vec<String> {
         let group = if self.group == "generic" {
@@ -196,6 +218,9 @@ commands! {
     LRem "lrem" 4 [WRITE] 1 1 1 "list" "1.0.0" "Removes elements from a list. Deletes the list if the last element was removed.";
     LTrim "ltrim" 4 [WRITE] 1 1 1 "list" "1.0.0" "Removes elements from both ends a list. Deletes the list if all elements were trimmed.";
     LPos "lpos" -3 [READONLY] 1 1 1 "list" "6.0.6" "Returns the index of matching elements in a list.";
+    LMove "lmove" 5 [WRITE DENYOOM] 1 2 1 "list" "6.2.0" "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.";
+    RPopLPush "rpoplpush" 3 [WRITE DENYOOM] 1 2 1 "list" "1.2.0" "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.";
+    LMPop "lmpop" -4 [WRITE MOVABLEKEYS] 0 0 0 "list" "7.0.0" "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.";
     // Sets.
     SAdd "sadd" -3 [WRITE DENYOOM FAST] 1 1 1 "set" "1.0.0" "Adds one or more members to a set. Creates the key if it doesn't exist.";
     SRem "srem" -3 [WRITE FAST] 1 1 1 "set" "1.0.0" "Removes one or more members from a set. Deletes the set if the last member was removed.";
@@ -205,6 +230,14 @@ commands! {
     SCard "scard" 2 [READONLY FAST] 1 1 1 "set" "1.0.0" "Returns the number of members in a set.";
     SPop "spop" -2 [WRITE FAST] 1 1 1 "set" "1.0.0" "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.";
     SRandMember "srandmember" -2 [READONLY] 1 1 1 "set" "1.0.0" "Get one or multiple random members from a set";
+    SInter "sinter" -2 [READONLY] 1 -1 1 "set" "1.0.0" "Returns the intersect of multiple sets.";
+    SInterStore "sinterstore" -3 [WRITE DENYOOM] 1 -1 1 "set" "1.0.0" "Stores the intersect of multiple sets in a key.";
+    SInterCard "sintercard" -3 [READONLY MOVABLEKEYS] 0 0 0 "set" "7.0.0" "Returns the number of members of the intersect of multiple sets.";
+    SUnion "sunion" -2 [READONLY] 1 -1 1 "set" "1.0.0" "Returns the union of multiple sets.";
+    SUnionStore "sunionstore" -3 [WRITE DENYOOM] 1 -1 1 "set" "1.0.0" "Stores the union of multiple sets in a key.";
+    SDiff "sdiff" -2 [READONLY] 1 -1 1 "set" "1.0.0" "Returns the difference of multiple sets.";
+    SDiffStore "sdiffstore" -3 [WRITE DENYOOM] 1 -1 1 "set" "1.0.0" "Stores the difference of multiple sets in a key.";
+    SMove "smove" 4 [WRITE FAST] 1 2 1 "set" "1.0.0" "Moves a member from one set to another.";
     SScan "sscan" -3 [READONLY] 1 1 1 "set" "2.8.0" "Iterates over members of a set.";
     // Keys.
     Del "del" -2 [WRITE] 1 -1 1 "generic" "1.0.0" "Deletes one or more keys.";

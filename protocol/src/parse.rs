@@ -351,6 +351,15 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// The arguments from index `from` up to (not including) `to`.
+    pub fn range(&self, from: usize, to: usize) -> Args<'a> {
+        let to = to.min(self.spans.len());
+        Args {
+            base: self.base,
+            spans: &self.spans[from.min(to)..to],
+        }
+    }
+
     /// Builds an argument list over `base` from spans the caller recorded.
     pub fn from_spans(base: &'a [u8], spans: &'a [Range<usize>]) -> Self {
         Args { base, spans }

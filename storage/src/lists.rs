@@ -266,6 +266,14 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
         Cmd::LInsert => return insert(store, db, now, args, out),
         Cmd::LRem => return remove(store, db, now, args, out),
         Cmd::LTrim => return trim(store, db, now, args, out),
+        Cmd::LMove => {
+            return match (side(args.get(3)), side(args.get(4))) {
+                (Some(from), Some(to)) => move_element(store, db, now, args, from, to, out),
+                _ => out.error(errors::SYNTAX),
+            }
+        }
+        Cmd::RPopLPush => return move_element(store, db, now, args, false, true, out),
+        Cmd::LMPop => return multi_pop(store, db, now, args, out),
         _ => return out.error("ERR not a list write"),
     };
     if let Err(e) = result {
@@ -446,4 +454,98 @@ fn trim(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWrite
         Err(e) => out.error(e),
         Ok(_) => out.ok(),
     }
+}
+
+/// LEFT (the head: true) or RIGHT (the tail: false).
+fn side(word: &[u8]) -> Option<bool> {
+    if word.eq_ignore_ascii_case(b"LEFT") {
+        Some(true)
+    } else if word.eq_ignore_ascii_case(b"RIGHT") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// LMOVE / RPOPLPUSH: pops from one end of the source and pushes to one end of the
+/// destination (the same list rotates).
+fn move_element(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    args: Args,
+    from_head: bool,
+    to_head: bool,
+    out: &mut ReplyWriter,
+) {
+    let (src, dst) = (args.get(1), args.get(2));
+    match access::read(store, db, src, now, Kind::List) {
+        Err(e) => return out.error(e),
+        Ok(None) => return out.null(),
+        Ok(Some(_)) => {}
+    }
+    if let Err(e) = access::read(store, db, dst, now, Kind::List) {
+        return out.error(e);
+    }
+    let popped = access::write(store, db, src, now, Kind::List, false, |l, _| {
+        with_chunks(l, |q| q.pop(from_head))
+    });
+    let Ok(Some(Some(element))) = popped else {
+        return out.null();
+    };
+    let pushed = access::write(store, db, dst, now, Kind::List, true, |l, limits| {
+        push(l, &element, to_head, limits)
+    });
+    match pushed {
+        Ok(_) => out.bulk(&element),
+        Err(e) => out.error(e),
+    }
+}
+
+/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]: pops from the first non-empty list.
+fn multi_pop(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+    let numkeys = match tessera_protocol::parse::parse_int(args.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        _ => return out.error("ERR numkeys should be greater than 0"),
+    };
+    let where_at = numkeys.saturating_add(2);
+    if where_at >= args.len() {
+        return out.error(errors::SYNTAX);
+    }
+    let Some(from_head) = side(args.get(where_at)) else {
+        return out.error(errors::SYNTAX);
+    };
+    let mut count = None;
+    let mut i = where_at + 1;
+    while i < args.len() {
+        if count.is_some() || !args.get(i).eq_ignore_ascii_case(b"COUNT") || i + 1 >= args.len() {
+            return out.error(errors::SYNTAX);
+        }
+        match tessera_protocol::parse::parse_int(args.get(i + 1)) {
+            Some(n) if n > 0 => count = Some(n as usize),
+            _ => return out.error("ERR count should be greater than 0"),
+        }
+        i += 2;
+    }
+    for key in args.range(2, where_at).iter() {
+        let popped = access::write(store, db, key, now, Kind::List, false, |l, _| {
+            with_chunks(l, |q| {
+                (0..count.unwrap_or(1))
+                    .map_while(|_| q.pop(from_head))
+                    .collect::<Vec<_>>()
+            })
+        });
+        match popped {
+            Err(e) => return out.error(e),
+            Ok(None) => continue,
+            Ok(Some(elements)) => {
+                out.array(2);
+                out.bulk(key);
+                out.array(elements.len());
+                elements.iter().for_each(|e| out.bulk(e));
+                return;
+            }
+        }
+    }
+    out.null_array();
 }

@@ -188,6 +188,19 @@ pub fn pick_positions(len: usize, count: i64, rng: &mut Rng) -> Vec<usize> {
 
 pub fn read(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     let args = req.args;
+    match req.spec.cmd {
+        Cmd::SInter | Cmd::SUnion | Cmd::SDiff => {
+            return match combine(store, req.db, req.now, req.spec.cmd, args.tail(1)) {
+                Ok(members) => {
+                    out.set(members.len());
+                    members.iter().for_each(|m| out.bulk(m));
+                }
+                Err(e) => out.error(e),
+            };
+        }
+        Cmd::SInterCard => return intersection_size(store, req, out),
+        _ => {}
+    }
     let set = match access::read(store, req.db, args.get(1), req.now, Kind::Set) {
         Ok(set) => set,
         Err(e) => return out.error(e),
@@ -218,6 +231,89 @@ pub fn read(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
             }
         },
         other => out.error(&format!("ERR '{}' is not a set read", other.spec().name)),
+    }
+}
+
+/// A copy of the members of the set at `key`; `None` when the key is missing.
+fn copy_members(
+    store: &mut Store,
+    db: usize,
+    key: &[u8],
+    now: u64,
+) -> Result<Option<Vec<Vec<u8>>>, &'static str> {
+    let set = access::read(store, db, key, now, Kind::Set)?;
+    Ok(set.map(|s| members(s).map(Cow::into_owned).collect()))
+}
+
+/// SINTER, SUNION or SDIFF of the sets at `keys`: every key is type-checked first; a missing
+/// one reads as empty.
+fn combine(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    cmd: Cmd,
+    keys: Args,
+) -> Result<Vec<Vec<u8>>, &'static str> {
+    let mut sets = Vec::with_capacity(keys.len());
+    for key in keys.iter() {
+        sets.push(copy_members(store, db, key, now)?.unwrap_or_default());
+    }
+    let as_set = |members: &Vec<Vec<u8>>| -> std::collections::HashSet<Vec<u8>> {
+        members.iter().cloned().collect()
+    };
+    Ok(match cmd {
+        Cmd::SInter | Cmd::SInterStore => {
+            sets.sort_by_key(Vec::len);
+            let others: Vec<_> = sets[1..].iter().map(as_set).collect();
+            sets.swap_remove(0)
+                .into_iter()
+                .filter(|m| others.iter().all(|o| o.contains(m)))
+                .collect()
+        }
+        Cmd::SUnion | Cmd::SUnionStore => {
+            let mut seen = std::collections::HashSet::new();
+            sets.into_iter()
+                .flatten()
+                .filter(|m| seen.insert(m.clone()))
+                .collect()
+        }
+        _ => {
+            let others: Vec<_> = sets[1..].iter().map(as_set).collect();
+            sets.swap_remove(0)
+                .into_iter()
+                .filter(|m| !others.iter().any(|o| o.contains(m)))
+                .collect()
+        }
+    })
+}
+
+/// SINTERCARD numkeys key [key ...] [LIMIT limit].
+fn intersection_size(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
+    let args = req.args;
+    let numkeys = match parse_int(args.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        _ => return out.error("ERR numkeys should be greater than 0"),
+    };
+    if numkeys > args.len() - 2 {
+        return out.error("ERR Number of keys can't be greater than number of args");
+    }
+    let mut limit = 0usize;
+    let mut i = 2 + numkeys;
+    while i < args.len() {
+        if !args.get(i).eq_ignore_ascii_case(b"LIMIT") || i + 1 >= args.len() {
+            return out.error(errors::SYNTAX);
+        }
+        match parse_int(args.get(i + 1)) {
+            Some(n) if n >= 0 => limit = n as usize,
+            _ => return out.error("ERR LIMIT can't be negative"),
+        }
+        i += 2;
+    }
+    let keys = args.range(2, 2 + numkeys);
+    match combine(store, req.db, req.now, Cmd::SInter, keys) {
+        Ok(members) if limit > 0 => out.int(members.len().min(limit) as i64),
+        Ok(members) => out.int(members.len() as i64),
+        Err(e) => out.error(e),
     }
 }
 
@@ -275,10 +371,59 @@ pub fn apply(
         })
         .map(|removed| out.int(removed.unwrap_or(0) as i64)),
         Cmd::SPop => return pop(store, db, now, args, seed, out),
+        Cmd::SInterStore | Cmd::SUnionStore | Cmd::SDiffStore => {
+            let combined = match combine(store, db, now, cmd, args.tail(2)) {
+                Ok(members) => members,
+                Err(e) => return out.error(e),
+            };
+            let limits = store.limits;
+            let ks = store.db(db);
+            ks.remove(key, now);
+            let mut set = Object::SetInts(Vec::new());
+            combined.iter().for_each(|m| _ = add(&mut set, m, &limits));
+            if !combined.is_empty() {
+                ks.insert(crate::entry::Entry::new_object(
+                    key,
+                    set,
+                    0,
+                    crate::keyspace::lru_clock(now),
+                ));
+            }
+            return out.int(combined.len() as i64);
+        }
+        Cmd::SMove => return move_member(store, db, now, args, out),
         _ => return out.error("ERR not a set write"),
     };
     if let Err(e) = result {
         out.error(e);
+    }
+}
+
+/// SMOVE source destination member.
+fn move_member(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+    let (src, dst, member) = (args.get(1), args.get(2), args.get(3));
+    let present = match access::read(store, db, src, now, Kind::Set) {
+        Err(e) => return out.error(e),
+        Ok(None) => return out.int(0),
+        Ok(Some(set)) => contains(set, member),
+    };
+    if let Err(e) = access::read(store, db, dst, now, Kind::Set) {
+        return out.error(e);
+    }
+    if src == dst || !present {
+        return out.int(present as i64);
+    }
+    let moved = access::write(store, db, src, now, Kind::Set, false, |s, _| {
+        remove(s, member)
+    })
+    .and_then(|_| {
+        access::write(store, db, dst, now, Kind::Set, true, |s, limits| {
+            add(s, member, limits)
+        })
+    });
+    match moved {
+        Ok(_) => out.int(1),
+        Err(e) => out.error(e),
     }
 }
 
