@@ -37,7 +37,12 @@ pub fn run(
             reply(conn, |w| w.ok());
             conn.close_after_reply = true;
         }
+        Cmd::Multi | Cmd::Exec | Cmd::Discard | Cmd::Watch | Cmd::Unwatch => {
+            return crate::transaction::run(core, conn, idx, spec, args)
+        }
         Cmd::Reset => {
+            conn.tx = None;
+            crate::transaction::forget_watches(core, conn);
             conn.db = 0;
             conn.resp3 = false;
             conn.name = None;

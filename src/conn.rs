@@ -107,6 +107,10 @@ pub struct Conn {
     pub last_cmd: std::borrow::Cow<'static, str>,
     /// When the output buffer first went over the soft limit.
     pub over_soft_since: Option<u64>,
+    /// Commands queued since MULTI.
+    pub tx: Option<crate::transaction::Transaction>,
+    /// The cores holding this connection's WATCHes, one bit each.
+    pub watch_cores: u128,
 }
 
 impl Conn {
@@ -136,6 +140,8 @@ impl Conn {
             dead: false,
             last_cmd: "NULL".into(),
             over_soft_since: None,
+            tx: None,
+            watch_cores: 0,
         }
     }
 

@@ -136,6 +136,9 @@ pub struct CoreStats {
     pub net_output: u64,
 }
 
+/// The ticket of a call whose result nobody waits for.
+const NO_TICKET: u64 = u64::MAX;
+
 pub struct Core {
     pub id: usize,
     pub shared: Arc<Shared>,
@@ -157,6 +160,8 @@ pub struct Core {
     /// Parses ahead of the request loop for prefetching; never drives execution.
     lookahead: RequestParser,
     pending: HashMap<u64, Pending>,
+    /// WATCH records this core keeps for connections (of any core), by connection id.
+    pub watches: HashMap<u64, Vec<crate::transaction::WatchRecord>>,
     next_ticket: u64,
     next_cycle: u64,
     reserved_by: Option<u64>,
@@ -195,6 +200,7 @@ impl Core {
             batches: (0..cores).map(|_| None).collect(),
             lookahead: RequestParser::new(config.proto_max_bulk_len as usize),
             pending: HashMap::new(),
+            watches: HashMap::new(),
             next_ticket: 1,
             next_cycle: 1,
             reserved_by: None,
@@ -366,7 +372,8 @@ impl Core {
     }
 
     pub fn close_connection(&mut self, idx: usize) {
-        if let Some(conn) = self.conns.get_mut(idx).and_then(Option::take) {
+        if let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) {
+            crate::transaction::forget_watches(self, &mut conn);
             socket::close(conn.fd);
             self.free_slots.push(idx);
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
@@ -701,6 +708,18 @@ impl Core {
     }
 
     // ---- messages ----
+
+    /// Runs `work` on core `to` without waiting for its result.
+    pub fn call_and_forget(&mut self, to: usize, work: Work) {
+        let msg = Msg::Call {
+            from: self.id,
+            ticket: NO_TICKET,
+            index: 0,
+            txn: None,
+            work,
+        };
+        self.send(to, msg);
+    }
 
     pub fn send(&mut self, to: usize, msg: Msg) {
         if to == self.id {

@@ -6,6 +6,7 @@ use crate::admin;
 use crate::conn::Conn;
 use crate::core::Core;
 use crate::multi;
+use crate::transaction;
 use std::borrow::Cow;
 use tessera_protocol::command::lookup;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter};
@@ -80,10 +81,12 @@ fn is_storage_command(spec: &CommandSpec, args: &Args) -> bool {
 
 pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
     let Some(spec) = lookup(args.get(0)) else {
+        transaction::abort(conn);
         reply(conn, |w| w.error(&unknown_command(args)));
         return Flow::Next;
     };
     if !spec.arity_ok(args.len()) {
+        transaction::abort(conn);
         reply(conn, |w| {
             w.error(&format!(
                 "ERR wrong number of arguments for '{}' command",
@@ -94,7 +97,15 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
     }
     conn.last_cmd = full_name(spec, &args);
     core.stats.commands += 1;
-    if !is_storage_command(spec, &args) {
+    let storage = is_storage_command(spec, &args);
+    let controls_transaction = matches!(
+        spec.cmd,
+        Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset
+    );
+    if conn.tx.is_some() && !controls_transaction {
+        return transaction::queue(conn, spec, args, storage);
+    }
+    if !storage {
         return admin::run(core, conn, idx, spec, args);
     }
     let mut owner = None;

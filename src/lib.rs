@@ -13,6 +13,7 @@ pub mod mailbox;
 pub mod multi;
 pub mod net;
 pub mod server;
+pub mod transaction;
 
 pub use config::Config;
 pub use server::{start, ServerHandle};

@@ -239,6 +239,12 @@ commands! {
     SDiffStore "sdiffstore" -3 [WRITE DENYOOM] 1 -1 1 "set" "1.0.0" "Stores the difference of multiple sets in a key.";
     SMove "smove" 4 [WRITE FAST] 1 2 1 "set" "1.0.0" "Moves a member from one set to another.";
     SScan "sscan" -3 [READONLY] 1 1 1 "set" "2.8.0" "Iterates over members of a set.";
+    // Transactions.
+    Multi "multi" 1 [NOSCRIPT LOADING STALE FAST] 0 0 0 "transactions" "1.2.0" "Starts a transaction.";
+    Exec "exec" 1 [NOSCRIPT LOADING STALE] 0 0 0 "transactions" "1.2.0" "Executes all commands in a transaction.";
+    Discard "discard" 1 [NOSCRIPT LOADING STALE FAST] 0 0 0 "transactions" "2.0.0" "Discards a transaction.";
+    Watch "watch" -2 [NOSCRIPT LOADING STALE FAST] 1 -1 1 "transactions" "2.2.0" "Monitors changes to keys to determine the execution of a transaction.";
+    Unwatch "unwatch" 1 [NOSCRIPT LOADING STALE FAST] 0 0 0 "transactions" "2.2.0" "Forgets about watched keys of a transaction.";
     // Keys.
     Del "del" -2 [WRITE] 1 -1 1 "generic" "1.0.0" "Deletes one or more keys.";
     Unlink "unlink" -2 [WRITE FAST] 1 -1 1 "generic" "4.0.0" "Asynchronously deletes one or more keys.";
@@ -375,7 +381,11 @@ mod tests {
 
     #[test]
     fn every_key_command_is_either_read_or_write() {
-        for spec in COMMANDS.iter().filter(|s| s.first_key > 0) {
+        // WATCH names keys without reading or writing them, as in Redis.
+        let data_commands = COMMANDS
+            .iter()
+            .filter(|s| s.first_key > 0 && s.group != "transactions");
+        for spec in data_commands {
             assert!(spec.is_write() ^ spec.has(flags::READONLY), "{}", spec.name);
         }
     }

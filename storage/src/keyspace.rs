@@ -7,6 +7,7 @@
 
 use crate::entry::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use tessera_protocol::{key_slot, SLOT_COUNT};
 
@@ -30,6 +31,14 @@ pub struct Keyspace {
     expired: u64,
     /// Where the active expiry cycle resumes.
     expire_cursor: usize,
+    /// Keys some client WATCHes, each with a version every write to it bumps.
+    watched: HashMap<Box<[u8]>, Watched>,
+}
+
+#[derive(Default)]
+struct Watched {
+    watchers: u32,
+    version: u64,
 }
 
 /// Most keys `prefetch` warms at once.
@@ -56,7 +65,39 @@ impl Keyspace {
             memory: 0,
             expired: 0,
             expire_cursor: 0,
+            watched: HashMap::new(),
         }
+    }
+
+    /// Records a write to `key` for WATCH (one map probe, and only while anything is watched).
+    fn written(&mut self, key: &[u8]) {
+        if !self.watched.is_empty() {
+            if let Some(w) = self.watched.get_mut(key) {
+                w.version += 1;
+            }
+        }
+    }
+
+    /// Starts watching `key`; returns its current version.
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let w = self.watched.entry(key.into()).or_default();
+        w.watchers += 1;
+        w.version
+    }
+
+    /// Ends one watch of `key`.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.watchers -= 1;
+            if w.watchers == 0 {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// The version of a watched key (writes since it was first watched).
+    pub fn watch_version(&self, key: &[u8]) -> Option<u64> {
+        self.watched.get(key).map(|w| w.version)
     }
 
     /// Live and not yet reclaimed keys.
@@ -153,6 +194,7 @@ impl Keyspace {
         change: impl FnOnce(&mut Entry) -> R,
     ) -> Option<R> {
         let slot = key_slot(key) as usize;
+        self.written(key);
         let entry = self.get_mut_unaccounted(key, now_ms)?;
         let (memory, volatile) = (entry.memory(), entry.expire_at().is_some());
         let result = change(entry);
@@ -180,6 +222,7 @@ impl Keyspace {
         now_ms: u64,
         write: impl FnOnce(Option<&mut Entry>) -> (Option<Entry>, R),
     ) -> R {
+        self.written(key);
         let (slot, hash) = self.locate(key);
         let Keyspace {
             slots,
@@ -242,6 +285,7 @@ impl Keyspace {
 
     /// Stores `entry`, replacing any entry with the same key (live or expired).
     pub fn insert(&mut self, entry: Entry) {
+        self.written(entry.key());
         let (slot, hash) = self.locate(entry.key());
         let hasher = &self.hasher;
         let table = &mut self.slots[slot];
@@ -274,6 +318,7 @@ impl Keyspace {
 
     /// Removes `key`; returns the entry if it was live.
     pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        self.written(key);
         let (slot, hash) = self.locate(key);
         let table = &mut self.slots[slot];
         let (entry, _) = table
@@ -302,6 +347,8 @@ impl Keyspace {
         self.hasher = hasher;
         self.expired = taken.expired;
         taken.expired = 0;
+        self.watched = std::mem::take(&mut taken.watched);
+        self.watched.values_mut().for_each(|w| w.version += 1);
         taken
     }
 

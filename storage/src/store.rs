@@ -72,6 +72,32 @@ impl Store {
         self.dbs.get(db)?.as_deref()
     }
 
+    /// Starts watching `key` for a transaction: its version now, and whether it is live.
+    pub fn watch(&mut self, db: usize, key: &[u8], now: u64) -> (u64, bool) {
+        let ks = self.db(db);
+        let live = ks.get(key, now).is_some();
+        (ks.watch(key), live)
+    }
+
+    pub fn unwatch(&mut self, db: usize, key: &[u8]) {
+        self.db(db).unwatch(key);
+    }
+
+    /// Whether a watched key is as it was: no write since, and not expired since (as Redis,
+    /// a key that expires while watched fails the transaction).
+    pub fn watch_intact(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        was_live: bool,
+        now: u64,
+    ) -> bool {
+        let ks = self.db(db);
+        let live = ks.get(key, now).is_some();
+        ks.watch_version(key) == Some(version) && (live || !was_live)
+    }
+
     /// Runs a key command whose keys all live on this core and writes its reply.
     pub fn execute(&mut self, req: &Request, out: &mut ReplyWriter) {
         if req.spec.is_write() {

@@ -24,7 +24,9 @@ COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX
             "HINCRBY", "HINCRBYFLOAT", "HSTRLEN", "HRANDFIELD", "HSCAN",
             "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LPOP", "RPOP", "LLEN", "LRANGE", "LINDEX", "LSET", "LINSERT",
             "LREM", "LTRIM", "LPOS",
-            "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SMISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "SSCAN"]
+            "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SMISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "SSCAN",
+            "SINTER", "SUNION", "SDIFF", "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "SINTERCARD", "SMOVE",
+            "LMOVE", "RPOPLPUSH", "LMPOP", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"]
 
 
 @pytest.mark.parametrize("seed", [20261122, 7])
@@ -42,6 +44,13 @@ def test_random_commands_always_get_a_reply(tessera, r, seed):
             client.execute_command(cmd, *args)
         except redis.ResponseError:
             pass
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+            # redis-py's reply parsers choke on QUEUED inside MULTI: a client-side matter.
+            pass
+    try:
+        client.execute_command("DISCARD")  # leave a transaction the random commands opened
+    except redis.ResponseError:
+        pass
     assert client.ping()
     assert client.info("clients")["connected_clients"] >= 1
     client.close()
