@@ -127,8 +127,12 @@ def test_output_buffer_hard_limit_disconnects(tessera, r):
         time.sleep(0.3)  # cores pick the new limit up on their next tick
         r.set("big", b"x" * (1 << 20))
         s = tessera.raw()
+        # Named first, and only then flooded: CLIENT LIST must show the hog before the wait
+        # for it to disappear can mean anything.
+        s.sendall(b"CLIENT SETNAME hog\r\n")
+        assert s.recv(5) == b"+OK\r\n"
         # Enough replies to fill the kernel's socket buffers, so the rest waits in Tessera's.
-        s.sendall(b"CLIENT SETNAME hog\r\n" + b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 40)
+        s.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 40)
         deadline = time.time() + 10
         while time.time() < deadline and "name=hog" in r.execute_command("CLIENT", "LIST").decode():
             time.sleep(0.05)
