@@ -26,6 +26,12 @@ pub fn run(
     args: Args,
 ) -> Flow {
     match spec.cmd {
+        // A RESP2 subscriber gets PING's answer in the shape of a message.
+        Cmd::Ping if !conn.resp3 && conn.subscriptions.active() => reply(conn, |w| {
+            w.array(2);
+            w.bulk(b"pong");
+            w.bulk(if args.len() > 1 { args.get(1) } else { b"" });
+        }),
         Cmd::Ping => match args.len() {
             1 => reply(conn, |w| w.simple("PONG")),
             2 => reply(conn, |w| w.bulk(args.get(1))),
@@ -37,10 +43,12 @@ pub fn run(
             reply(conn, |w| w.ok());
             conn.close_after_reply = true;
         }
+        _ if spec.group == "pubsub" => return crate::pubsub::run(core, conn, idx, spec.cmd, args),
         Cmd::Multi | Cmd::Exec | Cmd::Discard | Cmd::Watch | Cmd::Unwatch => {
             return crate::transaction::run(core, conn, idx, spec, args)
         }
         Cmd::Reset => {
+            crate::pubsub::forget(core, conn, idx);
             conn.tx = None;
             crate::transaction::forget_watches(core, conn);
             conn.db = 0;

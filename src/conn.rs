@@ -111,6 +111,7 @@ pub struct Conn {
     pub tx: Option<crate::transaction::Transaction>,
     /// The cores holding this connection's WATCHes, one bit each.
     pub watch_cores: u128,
+    pub subscriptions: crate::pubsub::Subscriptions,
 }
 
 impl Conn {
@@ -142,6 +143,7 @@ impl Conn {
             over_soft_since: None,
             tx: None,
             watch_cores: 0,
+            subscriptions: Default::default(),
         }
     }
 

@@ -162,6 +162,8 @@ pub struct Core {
     pending: HashMap<u64, Pending>,
     /// WATCH records this core keeps for connections (of any core), by connection id.
     pub watches: HashMap<u64, Vec<crate::transaction::WatchRecord>>,
+    /// The subscriptions of this core's connections.
+    pub pubsub: crate::pubsub::Registry,
     next_ticket: u64,
     next_cycle: u64,
     reserved_by: Option<u64>,
@@ -201,6 +203,7 @@ impl Core {
             lookahead: RequestParser::new(config.proto_max_bulk_len as usize),
             pending: HashMap::new(),
             watches: HashMap::new(),
+            pubsub: Default::default(),
             next_ticket: 1,
             next_cycle: 1,
             reserved_by: None,
@@ -374,6 +377,7 @@ impl Core {
     pub fn close_connection(&mut self, idx: usize) {
         if let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) {
             crate::transaction::forget_watches(self, &mut conn);
+            crate::pubsub::forget(self, &mut conn, idx);
             socket::close(conn.fd);
             self.free_slots.push(idx);
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
@@ -709,6 +713,11 @@ impl Core {
 
     // ---- messages ----
 
+    /// Has a connection's output written at the end of this turn.
+    pub fn mark_dirty(&mut self, idx: usize) {
+        self.dirty.push(idx);
+    }
+
     /// Runs `work` on core `to` without waiting for its result.
     pub fn call_and_forget(&mut self, to: usize, work: Work) {
         let msg = Msg::Call {
@@ -930,7 +939,11 @@ impl Core {
             {
                 conn.watching_output = blocked;
             }
-            let limit = self.config.output_normal;
+            let limit = if conn.subscriptions.active() {
+                self.config.output_pubsub
+            } else {
+                self.config.output_normal
+            };
             let pending = conn.pending_output() as u64;
             if limit.hard > 0 && pending > limit.hard {
                 tracing::warn!(client = conn.id, addr = %conn.addr, "closing client over the output buffer hard limit");

@@ -6,6 +6,7 @@ use crate::admin;
 use crate::conn::Conn;
 use crate::core::Core;
 use crate::multi;
+use crate::pubsub;
 use crate::transaction;
 use std::borrow::Cow;
 use tessera_protocol::command::lookup;
@@ -57,7 +58,7 @@ fn unknown_command(args: Args) -> String {
 fn full_name(spec: &'static CommandSpec, args: &Args) -> Cow<'static, str> {
     let container = matches!(
         spec.cmd,
-        Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Memory | Cmd::Object
+        Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Memory | Cmd::Object | Cmd::PubSub
     );
     let sub = if args.len() > 1 { args.get(1) } else { &[] };
     if container && !sub.is_empty() && sub.len() <= 32 && sub.iter().all(u8::is_ascii_alphabetic) {
@@ -102,6 +103,12 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
         spec.cmd,
         Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset
     );
+    if !conn.resp3 && conn.subscriptions.active() && !pubsub::allowed_while_subscribed(spec.cmd) {
+        reply(conn, |w| {
+            w.error(&format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", spec.name))
+        });
+        return Flow::Next;
+    }
     if conn.tx.is_some() && !controls_transaction {
         return transaction::queue(conn, spec, args, storage);
     }

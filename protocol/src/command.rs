@@ -239,6 +239,16 @@ commands! {
     SDiffStore "sdiffstore" -3 [WRITE DENYOOM] 1 -1 1 "set" "1.0.0" "Stores the difference of multiple sets in a key.";
     SMove "smove" 4 [WRITE FAST] 1 2 1 "set" "1.0.0" "Moves a member from one set to another.";
     SScan "sscan" -3 [READONLY] 1 1 1 "set" "2.8.0" "Iterates over members of a set.";
+    // Pub/Sub.
+    Subscribe "subscribe" -2 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Listens for messages published to channels.";
+    Unsubscribe "unsubscribe" -1 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Stops listening to messages posted to channels.";
+    PSubscribe "psubscribe" -2 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Listens for messages published to channels that match one or more patterns.";
+    PUnsubscribe "punsubscribe" -1 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Stops listening to messages published to channels that match one or more patterns.";
+    SSubscribe "ssubscribe" -2 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "7.0.0" "Listens for messages published to shard channels.";
+    SUnsubscribe "sunsubscribe" -1 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "7.0.0" "Stops listening to messages posted to shard channels.";
+    Publish "publish" 3 [LOADING STALE FAST] 0 0 0 "pubsub" "2.0.0" "Posts a message to a channel.";
+    SPublish "spublish" 3 [LOADING STALE FAST] 0 0 0 "pubsub" "7.0.0" "Post a message to a shard channel";
+    PubSub "pubsub" -2 [] 0 0 0 "pubsub" "2.8.0" "A container for Pub/Sub commands.";
     // Transactions.
     Multi "multi" 1 [NOSCRIPT LOADING STALE FAST] 0 0 0 "transactions" "1.2.0" "Starts a transaction.";
     Exec "exec" 1 [NOSCRIPT LOADING STALE] 0 0 0 "transactions" "1.2.0" "Executes all commands in a transaction.";

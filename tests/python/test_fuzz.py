@@ -26,7 +26,8 @@ COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX
             "LREM", "LTRIM", "LPOS",
             "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SMISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "SSCAN",
             "SINTER", "SUNION", "SDIFF", "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "SINTERCARD", "SMOVE",
-            "LMOVE", "RPOPLPUSH", "LMPOP", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"]
+            "LMOVE", "RPOPLPUSH", "LMPOP", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
+            "PUBLISH", "SPUBLISH", "PUBSUB"]
 
 
 @pytest.mark.parametrize("seed", [20261122, 7])
