@@ -76,7 +76,10 @@ fn is_storage_command(spec: &CommandSpec, args: &Args) -> bool {
             false
         }
         Cmd::Memory => args.get(1).eq_ignore_ascii_case(b"USAGE"),
-        _ => matches!(spec.group, "string" | "generic" | "hash" | "list" | "set"),
+        _ => matches!(
+            spec.group,
+            "string" | "generic" | "hash" | "list" | "set" | "bitmap"
+        ),
     }
 }
 

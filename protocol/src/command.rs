@@ -186,6 +186,14 @@ commands! {
     DecrBy "decrby" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "1.0.0" "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.";
     IncrByFloat "incrbyfloat" 3 [WRITE DENYOOM FAST] 1 1 1 "string" "2.6.0" "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
     Lcs "lcs" -3 [READONLY] 1 2 1 "string" "7.0.0" "Finds the longest common substring.";
+    // Bitmaps.
+    SetBit "setbit" 4 [WRITE DENYOOM] 1 1 1 "bitmap" "2.2.0" "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.";
+    GetBit "getbit" 3 [READONLY FAST] 1 1 1 "bitmap" "2.2.0" "Returns a bit value by offset.";
+    BitCount "bitcount" -2 [READONLY] 1 1 1 "bitmap" "2.6.0" "Counts the number of set bits (population counting) in a string.";
+    BitPos "bitpos" -3 [READONLY] 1 1 1 "bitmap" "2.8.7" "Finds the first set (1) or clear (0) bit in a string.";
+    BitOp "bitop" -4 [WRITE DENYOOM] 2 -1 1 "bitmap" "2.6.0" "Performs bitwise operations on multiple strings, and stores the result.";
+    BitField "bitfield" -2 [WRITE DENYOOM] 1 1 1 "bitmap" "3.2.0" "Performs arbitrary bitfield integer operations on strings.";
+    BitFieldRo "bitfield_ro" -2 [READONLY FAST] 1 1 1 "bitmap" "6.0.0" "Performs arbitrary read-only bitfield integer operations on strings.";
     // Hashes.
     HSet "hset" -4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.0.0" "Creates or modifies the value of a field in a hash.";
     HMSet "hmset" -4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.0.0" "Sets the values of multiple fields.";

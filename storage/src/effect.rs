@@ -100,8 +100,8 @@ pub enum Effect<'a> {
         key: &'a [u8],
         delta: i64,
     },
-    /// A write to a hash, list or set: the request itself, applied by its family, which is
-    /// deterministic given the state, the timestamp and `seed` (the random choices of SPOP).
+    /// A write to a hash, list, set or bitmap: the request itself, applied by its family,
+    /// which is deterministic given the state, the timestamp and `seed` (SPOP's choices).
     Collection {
         cmd: Cmd,
         args: Args<'a>,

@@ -3,6 +3,7 @@
 //! read them or apply deterministic effects to them. No networking, no threads, no Raft.
 
 pub mod access;
+pub mod bits;
 pub mod decimal;
 pub mod dense;
 pub mod dump;

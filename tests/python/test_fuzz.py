@@ -11,7 +11,8 @@ ARGS = ["a", "b", "{t}c", "{t}d", "", "0", "1", "-1", "10", "-10", "922337203685
         "EX", "PX", "EXAT", "PXAT", "NX", "XX", "GT", "LT", "GET", "KEEPTTL", "IFEQ", "PERSIST", "COUNT",
         "MATCH", "TYPE", "DB", "REPLACE", "LEN", "IDX", "MINMATCHLEN", "WITHMATCHLEN", "ASYNC", "SYNC",
         "string", "x" * 100, "BEFORE", "AFTER", "RANK", "MAXLEN", "WITHVALUES", "hash", "list", "set",
-        "-9223372036854775807", "100000000"]
+        "-9223372036854775807", "100000000", "i8", "u63", "i64", "#3", "OVERFLOW", "SAT", "FAIL", "AND", "NOT",
+        "BIT", "BYTE"]
 
 # COMMAND is left out: redis-py's reply callback for it cannot parse every subcommand.
 COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX", "MGET", "MSET", "MSETNX",
@@ -27,7 +28,8 @@ COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX
             "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SMISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "SSCAN",
             "SINTER", "SUNION", "SDIFF", "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "SINTERCARD", "SMOVE",
             "LMOVE", "RPOPLPUSH", "LMPOP", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
-            "PUBLISH", "SPUBLISH", "PUBSUB"]
+            "PUBLISH", "SPUBLISH", "PUBSUB", "SETBIT", "GETBIT", "BITCOUNT", "BITPOS", "BITOP", "BITFIELD",
+            "BITFIELD_RO"]
 
 
 @pytest.mark.parametrize("seed", [20261122, 7])
