@@ -194,6 +194,10 @@ commands! {
     BitOp "bitop" -4 [WRITE DENYOOM] 2 -1 1 "bitmap" "2.6.0" "Performs bitwise operations on multiple strings, and stores the result.";
     BitField "bitfield" -2 [WRITE DENYOOM] 1 1 1 "bitmap" "3.2.0" "Performs arbitrary bitfield integer operations on strings.";
     BitFieldRo "bitfield_ro" -2 [READONLY FAST] 1 1 1 "bitmap" "6.0.0" "Performs arbitrary read-only bitfield integer operations on strings.";
+    // HyperLogLog.
+    PfAdd "pfadd" -2 [WRITE DENYOOM FAST] 1 1 1 "hyperloglog" "2.8.9" "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.";
+    PfCount "pfcount" -2 [READONLY] 1 -1 1 "hyperloglog" "2.8.9" "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).";
+    PfMerge "pfmerge" -2 [WRITE DENYOOM] 1 -1 1 "hyperloglog" "2.8.9" "Merges one or more HyperLogLog values into a single key.";
     // Hashes.
     HSet "hset" -4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.0.0" "Creates or modifies the value of a field in a hash.";
     HMSet "hmset" -4 [WRITE DENYOOM FAST] 1 1 1 "hash" "2.0.0" "Sets the values of multiple fields.";

@@ -12,6 +12,7 @@ pub mod entry;
 pub mod errors;
 pub mod glob;
 pub mod hashes;
+pub mod hll;
 pub mod keys;
 pub mod keyspace;
 pub mod lists;

@@ -7,7 +7,7 @@ use crate::errors::Error;
 use crate::keyspace::lru_clock;
 use crate::keyspace::Keyspace;
 use crate::object::EncodingLimits;
-use crate::{bits, dump, hashes, keys, lists, rng, sets, strings};
+use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, strings};
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter};
 
 /// Keys above which a flushed keyspace is freed off the core's thread (Redis's
@@ -125,6 +125,7 @@ impl Store {
             _ if req.spec.group == "set" => sets::read(self, req, out),
             _ if req.spec.group == "list" => lists::read(self, req, out),
             _ if req.spec.group == "bitmap" => bits::read(self, req, out),
+            _ if req.spec.group == "hyperloglog" => hll::read(self, req, out),
             other => out.error(&format!("ERR '{}' is not a key command", other.spec().name)),
         }
     }
@@ -167,6 +168,7 @@ impl Store {
                 "hash" => hashes::apply(self, db, now, cmd, args, out),
                 "list" => lists::apply(self, db, now, cmd, args, out),
                 "bitmap" => bits::apply(self, db, now, cmd, args, out),
+                "hyperloglog" => hll::apply(self, db, now, cmd, args, out),
                 _ => sets::apply(self, db, now, cmd, args, seed, out),
             },
             Effect::Restore {
@@ -278,11 +280,17 @@ pub fn plan<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error
                 Effect::FlushAll
             }
         }
-        cmd if matches!(req.spec.group, "hash" | "list" | "set" | "bitmap") => Effect::Collection {
-            cmd,
-            args,
-            seed: if cmd == Cmd::SPop { rng::seed() } else { 0 },
-        },
+        cmd if matches!(
+            req.spec.group,
+            "hash" | "list" | "set" | "bitmap" | "hyperloglog"
+        ) =>
+        {
+            Effect::Collection {
+                cmd,
+                args,
+                seed: if cmd == Cmd::SPop { rng::seed() } else { 0 },
+            }
+        }
         other => return Err(format!("ERR '{}' is not a write command", other.spec().name).into()),
     })
 }

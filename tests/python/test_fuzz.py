@@ -29,7 +29,7 @@ COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX
             "SINTER", "SUNION", "SDIFF", "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "SINTERCARD", "SMOVE",
             "LMOVE", "RPOPLPUSH", "LMPOP", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
             "PUBLISH", "SPUBLISH", "PUBSUB", "SETBIT", "GETBIT", "BITCOUNT", "BITPOS", "BITOP", "BITFIELD",
-            "BITFIELD_RO"]
+            "BITFIELD_RO", "PFADD", "PFCOUNT", "PFMERGE"]
 
 
 @pytest.mark.parametrize("seed", [20261122, 7])
