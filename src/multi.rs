@@ -328,27 +328,17 @@ fn gather(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) 
                         .find(|(_, keys)| keys.contains(&key))
                         .map(|(c, _)| *c)
                         .expect("every gathered key has an owner");
-                    let mut payload = OwnedArgs::default();
-                    payload.push(&key);
                     let work = match new {
-                        Some((value, deadline)) => {
-                            payload.push(&value);
-                            apply_on_core(
-                                db,
-                                now,
-                                move |a: &OwnedArgs| Effect::Restore {
-                                    key: a.args().get(0),
-                                    value: a.args().get(1),
-                                    expire_at: deadline.unwrap_or(0),
-                                },
-                                payload,
-                            )
-                        }
+                        Some((value, deadline)) => restore_on_core(db, now, &key, &value, deadline),
                         None => apply_on_core(
                             db,
                             now,
                             |a: &OwnedArgs| Effect::Del { keys: a.args() },
-                            payload,
+                            {
+                                let mut payload = OwnedArgs::default();
+                                payload.push(&key);
+                                payload
+                            },
                         ),
                     };
                     writes.push((owner, work));
@@ -360,6 +350,23 @@ fn gather(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) 
             }),
         ),
     }
+}
+
+/// Stores `key` with a dumped `value` and deadline on the core the work lands on.
+fn restore_on_core(db: usize, now: u64, key: &[u8], value: &[u8], deadline: Option<u64>) -> Work {
+    let mut payload = OwnedArgs::default();
+    payload.push(key);
+    payload.push(value);
+    apply_on_core(
+        db,
+        now,
+        move |a: &OwnedArgs| Effect::Restore {
+            key: a.args().get(0),
+            value: a.args().get(1),
+            expire_at: deadline.unwrap_or(0),
+        },
+        payload,
+    )
 }
 
 fn read_entries(keys: Vec<Vec<u8>>, db: usize, now: u64) -> Work {
@@ -525,19 +532,7 @@ fn move_key(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args
                 if dst_present && !replace {
                     return reply_with(resp3, |w| w.int(0));
                 }
-                let mut payload = OwnedArgs::default();
-                payload.push(&dst);
-                payload.push(&value);
-                let write = apply_on_core(
-                    dst_db,
-                    now,
-                    move |a: &OwnedArgs| Effect::Restore {
-                        key: a.args().get(0),
-                        value: a.args().get(1),
-                        expire_at: deadline.unwrap_or(0),
-                    },
-                    payload,
-                );
+                let write = restore_on_core(dst_db, now, &dst, &value, deadline);
                 let mut calls = vec![(dst_core, write)];
                 if is_rename {
                     let mut key = OwnedArgs::default();
