@@ -96,7 +96,8 @@ pub fn reply_with(resp3: bool, write: impl FnOnce(&mut ReplyWriter)) -> Step {
     Step::Reply(out)
 }
 
-fn bytes(result: Box<dyn Any + Send>) -> Vec<u8> {
+/// A call's reply bytes.
+pub fn bytes(result: Box<dyn Any + Send>) -> Vec<u8> {
     result.downcast::<Vec<u8>>().map(|b| *b).unwrap_or_default()
 }
 
@@ -434,17 +435,6 @@ fn msetnx(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) 
 /// A value read for a cross-core move: its bytes (`dump::value_bytes`) and deadline.
 type Snapshot = Option<(Vec<u8>, Option<u64>)>;
 
-fn read_entry(key: Vec<u8>, db: usize, now: u64) -> Work {
-    Box::new(move |core: &mut Core| {
-        let snapshot: Snapshot = core
-            .store
-            .db(db)
-            .get(&key, now)
-            .map(|e| (tessera_storage::dump::value_bytes(e), e.expire_at()));
-        Box::new(snapshot) as Box<dyn Any + Send>
-    })
-}
-
 /// A string read for a cross-core LCS: its bytes (empty when missing), or WRONGTYPE.
 type StringRead = Result<Vec<u8>, &'static str>;
 
@@ -506,7 +496,7 @@ fn move_key(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args
         false,
     );
     let calls = vec![
-        (src_core, read_entry(src.clone(), db, now)),
+        (src_core, read_entries(vec![src.clone()], db, now)),
         (dst_core, dst_exists),
     ];
     let cmd = spec.cmd;
@@ -518,8 +508,9 @@ fn move_key(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args
                 let dst_present = reply_int(&bytes(results.pop().expect("two results"))) > 0;
                 let snapshot = results
                     .pop()
-                    .and_then(|r| r.downcast::<Snapshot>().ok())
-                    .and_then(|s| *s);
+                    .and_then(|r| r.downcast::<Gathered>().ok())
+                    .and_then(|g| g.into_iter().next())
+                    .and_then(|(_, snapshot)| snapshot);
                 let Some((value, deadline)) = snapshot else {
                     return reply_with(resp3, |w| {
                         if is_rename {

@@ -10,7 +10,7 @@
 use crate::conn::Conn;
 use crate::core::{Core, Work};
 use crate::dispatch::{reply, run_multi, Flow};
-use crate::multi::{self, MultiOp, Step};
+use crate::multi;
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
 use tessera_protocol::{Args, Cmd, ReplyWriter};
@@ -290,43 +290,37 @@ fn introspect(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow 
                 Box::new(counts) as Box<dyn Any + Send>
             })
         };
-        MultiOp {
-            reserve: Vec::new(),
-            step: Step::Calls(
-                (0..core.shared.cores).map(|c| (c, work())).collect(),
-                Box::new(move |results| {
-                    let mut totals: HashMap<Vec<u8>, usize> = HashMap::new();
-                    for r in results {
-                        let counts = r
-                            .downcast::<Vec<(Vec<u8>, usize)>>()
-                            .map(|c| *c)
-                            .unwrap_or_default();
-                        for (name, n) in counts {
-                            *totals.entry(name).or_default() += n;
-                        }
+        multi::on_every_core(core, work, move |results| {
+            let mut totals: HashMap<Vec<u8>, usize> = HashMap::new();
+            for r in results {
+                let counts = r
+                    .downcast::<Vec<(Vec<u8>, usize)>>()
+                    .map(|c| *c)
+                    .unwrap_or_default();
+                for (name, n) in counts {
+                    *totals.entry(name).or_default() += n;
+                }
+            }
+            multi::reply_with(resp3, |w| {
+                if counting {
+                    w.array(names.len() * 2);
+                    for name in &names {
+                        w.bulk(name);
+                        w.int(totals.get(name).copied().unwrap_or(0) as i64);
                     }
-                    multi::reply_with(resp3, |w| {
-                        if counting {
-                            w.array(names.len() * 2);
-                            for name in &names {
-                                w.bulk(name);
-                                w.int(totals.get(name).copied().unwrap_or(0) as i64);
-                            }
-                        } else if space == Space::Pattern {
-                            w.int(totals.len() as i64);
-                        } else {
-                            let pattern = names.first();
-                            let mut matching: Vec<&Vec<u8>> = totals
-                                .keys()
-                                .filter(|n| pattern.is_none_or(|p| glob::matches(p, n)))
-                                .collect();
-                            matching.sort();
-                            w.array(matching.len());
-                            matching.into_iter().for_each(|n| w.bulk(n));
-                        }
-                    })
-                }),
-            ),
-        }
+                } else if space == Space::Pattern {
+                    w.int(totals.len() as i64);
+                } else {
+                    let pattern = names.first();
+                    let mut matching: Vec<&Vec<u8>> = totals
+                        .keys()
+                        .filter(|n| pattern.is_none_or(|p| glob::matches(p, n)))
+                        .collect();
+                    matching.sort();
+                    w.array(matching.len());
+                    matching.into_iter().for_each(|n| w.bulk(n));
+                }
+            })
+        })
     })
 }

@@ -235,10 +235,7 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
                     let calls = (0..core.shared.cores)
                         .map(|c| (c, multi::run_on_core(spec, owned.clone(), db, now, resp3)))
                         .collect();
-                    Step::Calls(
-                        calls,
-                        Box::new(move |mut results| Step::Reply(first(&mut results))),
-                    )
+                    Step::Calls(calls, Box::new(move |results| Step::Reply(first(results))))
                 }
                 _ if owners.windows(2).all(|w| w[0] == w[1]) => {
                     let owner = owners.first().copied().unwrap_or(core.id);
@@ -246,7 +243,7 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
                     let work = multi::run_on_core(spec, owned.clone(), db, now, resp3);
                     Step::Calls(
                         vec![(owner, work)],
-                        Box::new(move |mut results| Step::Reply(first(&mut results))),
+                        Box::new(move |results| Step::Reply(first(results))),
                     )
                 }
                 _ => {
@@ -296,12 +293,12 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
     })
 }
 
-fn first(results: &mut Results) -> Vec<u8> {
+/// The reply bytes of a step's first call.
+fn first(results: Results) -> Vec<u8> {
     results
-        .drain(..)
+        .into_iter()
         .next()
-        .and_then(|r| r.downcast::<Vec<u8>>().ok())
-        .map(|b| *b)
+        .map(multi::bytes)
         .unwrap_or_default()
 }
 

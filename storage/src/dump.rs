@@ -72,11 +72,7 @@ pub fn entry_from(
             elements.for_each(|e| crate::lists::push(&mut list, e, false, limits));
             list
         }
-        SET => {
-            let mut set = Object::SetInts(Vec::new());
-            elements.for_each(|m| _ = sets::add(&mut set, m, limits));
-            set
-        }
+        SET => sets::from_members(elements, limits),
         _ => return None,
     };
     Some(Entry::new_object(key, object, expire_at, access))

@@ -259,13 +259,17 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
     }
 }
 
-fn incr_by(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
-    let delta = match int_arg(args.get(3)) {
-        Ok(n) => n,
-        Err(e) => return out.error(&e),
-    };
+/// Rewrites one field (`args[2]` of `args[1]`, created when missing) to the value `next`
+/// computes from its current one; replies with what `next` returns, or its error.
+fn update_field<T>(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    args: Args,
+    next: impl FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, T), &'static str>,
+) -> Result<T, &'static str> {
     let field = args.get(2);
-    let result = access::write(
+    access::write(
         store,
         db,
         args.get(1),
@@ -273,21 +277,31 @@ fn incr_by(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWr
         Kind::Hash,
         true,
         |h, limits| {
-            let current = match get(h.view(), field) {
-                None => 0,
-                Some(v) => tessera_protocol::parse::parse_int(v).ok_or(NOT_INTEGER_VALUE)?,
-            };
-            let next = current.checked_add(delta).ok_or(errors::OVERFLOW)?;
-            set(
-                h,
-                field,
-                tessera_protocol::reply::itoa_buf(next).as_slice(),
-                limits,
-            );
-            Ok(next)
+            let (value, result) = next(get(h.view(), field))?;
+            set(h, field, &value, limits);
+            Ok(result)
         },
-    );
-    match result.and_then(|r| r.expect("created when missing")) {
+    )
+    .and_then(|r| r.expect("created when missing"))
+}
+
+fn incr_by(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+    let delta = match int_arg(args.get(3)) {
+        Ok(n) => n,
+        Err(e) => return out.error(&e),
+    };
+    let result = update_field(store, db, now, args, |current| {
+        let current = match current {
+            None => 0,
+            Some(v) => tessera_protocol::parse::parse_int(v).ok_or(NOT_INTEGER_VALUE)?,
+        };
+        let next = current.checked_add(delta).ok_or(errors::OVERFLOW)?;
+        Ok((
+            tessera_protocol::reply::itoa_buf(next).as_slice().to_vec(),
+            next,
+        ))
+    });
+    match result {
         Ok(n) => out.int(n),
         Err(e) => out.error(e),
     }
@@ -298,24 +312,14 @@ fn incr_by_float(store: &mut Store, db: usize, now: u64, args: Args, out: &mut R
     let Some(increment_f64) = errors::float_arg(increment) else {
         return out.error(errors::NOT_FLOAT);
     };
-    let field = args.get(2);
-    let result = access::write(
-        store,
-        db,
-        args.get(1),
-        now,
-        Kind::Hash,
-        true,
-        |h, limits| {
-            let current = get(h.view(), field).unwrap_or(b"0").to_vec();
-            let current_f64 = errors::float_arg(&current).ok_or(NOT_FLOAT_VALUE)?;
-            let sum = decimal::add_texts(&current, increment, increment_f64, current_f64)
-                .ok_or(errors::NAN_OR_INF)?;
-            set(h, field, sum.as_bytes(), limits);
-            Ok(sum)
-        },
-    );
-    match result.and_then(|r| r.expect("created when missing")) {
+    let result = update_field(store, db, now, args, |current| {
+        let current = current.unwrap_or(b"0");
+        let current_f64 = errors::float_arg(current).ok_or(NOT_FLOAT_VALUE)?;
+        let sum = decimal::add_texts(current, increment, increment_f64, current_f64)
+            .ok_or(errors::NAN_OR_INF)?;
+        Ok((sum.clone().into_bytes(), sum))
+    });
+    match result {
         Ok(sum) => out.bulk(sum.as_bytes()),
         Err(e) => out.error(e),
     }

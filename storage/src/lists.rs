@@ -70,19 +70,32 @@ pub fn push(list: &mut Object, element: &[u8], front: bool, limits: &EncodingLim
     with_chunks(list, |q| q.push(element, front, limits));
 }
 
-/// Rebuilds the list from the elements `keep` selects (by index), in order.
-fn rebuild(q: &mut QuickList, limits: &EncodingLimits, keep: impl Fn(usize, &[u8]) -> bool) {
-    let mut fresh = QuickList::default();
-    let mut index = 0;
-    for chunk in &q.chunks {
-        for element in pack::iter(&chunk.pack) {
-            if keep(index, element) {
-                fresh.push(element, false, limits);
+/// What a rebuild does with one element.
+enum Edit<'a> {
+    Keep,
+    Drop,
+    /// Keep it, with a new element inserted before or after it.
+    Before(&'a [u8]),
+    After(&'a [u8]),
+}
+
+/// Rebuilds the list element by element as `edit` (given each index) says: LREM and LINSERT.
+fn rebuild<'a>(q: &mut QuickList, limits: &EncodingLimits, edit: impl Fn(usize) -> Edit<'a>) {
+    let old = std::mem::take(q);
+    for (i, element) in elements(ObjectRef::ListQuick(&old)).enumerate() {
+        match edit(i) {
+            Edit::Keep => q.push(element, false, limits),
+            Edit::Drop => {}
+            Edit::Before(new) => {
+                q.push(new, false, limits);
+                q.push(element, false, limits);
             }
-            index += 1;
+            Edit::After(new) => {
+                q.push(element, false, limits);
+                q.push(new, false, limits);
+            }
         }
     }
-    *q = fresh;
 }
 
 /// Resolves Redis list indexes (negative ones count from the tail) into `start..=stop`.
@@ -355,8 +368,11 @@ fn insert(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWri
                 let Some(found) = elements(ObjectRef::ListQuick(q)).position(|e| e == pivot) else {
                     return -1;
                 };
-                let at = found + after as usize;
-                rebuild_with_insert(q, limits, at, element);
+                rebuild(q, limits, |i| match i == found {
+                    false => Edit::Keep,
+                    true if after => Edit::After(element),
+                    true => Edit::Before(element),
+                });
                 q.len as i64
             })
         },
@@ -364,19 +380,6 @@ fn insert(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWri
     match result {
         Err(e) => out.error(e),
         Ok(n) => out.int(n.unwrap_or(0)),
-    }
-}
-
-fn rebuild_with_insert(q: &mut QuickList, limits: &EncodingLimits, at: usize, element: &[u8]) {
-    let old = std::mem::take(q);
-    for (i, e) in elements(ObjectRef::ListQuick(&old)).enumerate() {
-        if i == at {
-            q.push(element, false, limits);
-        }
-        q.push(e, false, limits);
-    }
-    if at == old.len {
-        q.push(element, false, limits);
     }
 }
 
@@ -422,7 +425,10 @@ fn remove(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWri
                 if !matches.is_empty() {
                     let doomed: std::collections::HashSet<usize> =
                         matches.iter().copied().collect();
-                    rebuild(q, limits, |i, _| !doomed.contains(&i));
+                    rebuild(q, limits, |i| match doomed.contains(&i) {
+                        true => Edit::Drop,
+                        false => Edit::Keep,
+                    });
                 }
                 matches.len()
             })

@@ -129,6 +129,16 @@ pub fn add(set: &mut Object, member: &[u8], limits: &EncodingLimits) -> bool {
     }
 }
 
+/// A set of `members`, in the form the limits choose.
+pub fn from_members<'m>(
+    members: impl Iterator<Item = &'m [u8]>,
+    limits: &EncodingLimits,
+) -> Object {
+    let mut set = Object::SetInts(Vec::new());
+    members.for_each(|m| _ = add(&mut set, m, limits));
+    set
+}
+
 /// Removes `member`; true when it was there.
 pub fn remove(set: &mut Object, member: &[u8]) -> bool {
     match set {
@@ -379,9 +389,8 @@ pub fn apply(
             let limits = store.limits;
             let ks = store.db(db);
             ks.remove(key, now);
-            let mut set = Object::SetInts(Vec::new());
-            combined.iter().for_each(|m| _ = add(&mut set, m, &limits));
             if !combined.is_empty() {
+                let set = from_members(combined.iter().map(Vec::as_slice), &limits);
                 ks.insert(crate::entry::Entry::new_object(
                     key,
                     set,
