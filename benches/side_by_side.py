@@ -42,6 +42,11 @@ PRELOAD_TESTS = {"get", "mget"}  # tests that read the keys SET writes
 COMMAND_TESTS = {
     f"lrange_{n}": (["LRANGE", "mylist", "0", str(n - 1)], "lpush") for n in (100, 300, 600)
 }
+# redis-benchmark's ZPOPMIN pops a set that its ZADD test left with at most -r members, so
+# most pops would find nothing. Here the set is refilled unmeasured before every round with
+# about as many distinct members as the round pops (random scores, -r of 100 x -n).
+COMMAND_TESTS["zpopmin"] = (["ZPOPMIN", "myzset"], None)
+CONSUMING_FILLS = {"zpopmin": ["ZADD", "myzset", "__rand_int__", "element:__rand_int__"]}
 CSV_HEADER = ["test", "rps", "avg_latency_ms", "min_latency_ms", "p50_latency_ms",
               "p95_latency_ms", "p99_latency_ms", "max_latency_ms"]
 
@@ -213,14 +218,17 @@ def parse_csv(text, test):
     return [dict(zip(header, row)) for row in rows[header_at + 1:] if len(row) == len(header)]
 
 
-def redis_benchmark(args, server, test, pipeline, requests):
-    """One redis-benchmark run; returns its numbers and the server's CPU time over it."""
+def redis_benchmark(args, server, test, pipeline, requests, command=None, keyspace=None):
+    """One redis-benchmark run of `test` (or of an explicit `command`, over `keyspace`);
+    returns its numbers and the server's CPU time over it."""
     argv = [args.redis_benchmark, "-h", HOST, "-p", str(server.port),
-            "-c", str(args.clients), "-r", str(args.keyspace), "-d", str(args.data_size),
+            "-c", str(args.clients), "-r", str(keyspace or args.keyspace), "-d", str(args.data_size),
             "-n", str(requests), "-P", str(pipeline), "--csv"]
     if args.bench_threads is not None:
         argv += ["--threads", str(args.bench_threads)]
-    argv += COMMAND_TESTS[test][0] if test in COMMAND_TESTS else ["-t", test]
+    if command is None and test in COMMAND_TESTS:
+        command = COMMAND_TESTS[test][0]
+    argv += command if command is not None else ["-t", test]
     server.check_alive()
     cpu_before = server.cpu_seconds()
     wall_before = time.monotonic()
@@ -275,7 +283,7 @@ def throughput_section(args, workdir, results):
         for test in args.tests:
             for pipeline in args.pipelines:
                 requests = requests_for(args, pipeline)
-                if test in COMMAND_TESTS:
+                if COMMAND_TESTS.get(test, (None, None))[1] is not None:
                     fill = COMMAND_TESTS[test][1]
                     for name in SERVERS:
                         log(f"filling {name}: {fill} -P 16 -n {args.preload_requests}")
@@ -294,6 +302,9 @@ def throughput_section(args, workdir, results):
                 runs = {name: [] for name in SERVERS}
                 for rnd in range(1, args.rounds + 1):
                     for name in SERVERS:
+                        if test in CONSUMING_FILLS:
+                            redis_benchmark(args, servers[name], test, 16, requests,
+                                            command=CONSUMING_FILLS[test], keyspace=100 * requests)
                         r = redis_benchmark(args, servers[name], test, pipeline, requests)
                         runs[name].append(r)
                         log(f"{test} -P {pipeline} round {rnd}/{args.rounds} {name:8} "
@@ -391,6 +402,13 @@ DATASETS = {
     "small-set": ("{n:,} sets of 4 members",
                   lambda n, size: small_collections(
                       b"SADD", n, lambda i: [b"tag:a", b"tag:b", b"tag:%d" % (i % 100), b"tag:z"])),
+    # Scores in a scrambled order, so members arrive as in a live leaderboard, not sorted.
+    "zset": ("one sorted set of {n:,} members `member:%012d`, scores scrambled",
+             lambda n, size: big_collection(b"ZADD", n, lambda i: [b"%d" % (i * 7919 % n), b"member:%012d" % i])),
+    "small-zset": ("{n:,} sorted sets of 4 members",
+                   lambda n, size: small_collections(
+                       b"ZADD", n, lambda i: [b"1", b"alice", b"2.5", b"bob", b"%d" % (i % 1000), b"carol",
+                                              b"7", b"dave"])),
 }
 
 

@@ -117,6 +117,8 @@ const DIRECTIVES: &[(&str, Mutability)] = &[
     ("set-max-listpack-entries", Mutability::Runtime),
     ("set-max-listpack-value", Mutability::Runtime),
     ("list-max-listpack-size", Mutability::Runtime),
+    ("zset-max-listpack-entries", Mutability::Runtime),
+    ("zset-max-listpack-value", Mutability::Runtime),
 ];
 
 /// Names Redis still accepts from before listpacks replaced ziplists.
@@ -124,6 +126,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
     ("hash-max-ziplist-value", "hash-max-listpack-value"),
     ("list-max-ziplist-size", "list-max-listpack-size"),
+    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
+    ("zset-max-ziplist-value", "zset-max-listpack-value"),
 ];
 
 /// Parses a Redis memory amount: `1024`, `64kb`, `512mb`, `1gb` (binary) or `1k`, `1m`,
@@ -232,6 +236,12 @@ impl Config {
             }
             "list-max-listpack-size" => {
                 self.encodings.list_max_listpack_size = int_in(value, i32::MIN as i64, INT_MAX)?
+            }
+            "zset-max-listpack-entries" => {
+                self.encodings.zset_max_listpack_entries = int_in(value, 0, i64::MAX)?
+            }
+            "zset-max-listpack-value" => {
+                self.encodings.zset_max_listpack_value = int_in(value, 0, i64::MAX)?
             }
             "hz" => self.hz = int_in::<u32>(value, 0, INT_MAX)?.clamp(1, 500),
             "loglevel" => {
@@ -361,6 +371,14 @@ impl Config {
             (
                 "list-max-listpack-size",
                 self.encodings.list_max_listpack_size.to_string(),
+            ),
+            (
+                "zset-max-listpack-entries",
+                self.encodings.zset_max_listpack_entries.to_string(),
+            ),
+            (
+                "zset-max-listpack-value",
+                self.encodings.zset_max_listpack_value.to_string(),
             ),
             ("save", String::new()),
             ("appendonly", "no".into()),

@@ -78,7 +78,14 @@ fn is_storage_command(spec: &CommandSpec, args: &Args) -> bool {
         Cmd::Memory => args.get(1).eq_ignore_ascii_case(b"USAGE"),
         _ => matches!(
             spec.group,
-            "string" | "generic" | "hash" | "list" | "set" | "bitmap" | "hyperloglog"
+            "string"
+                | "generic"
+                | "hash"
+                | "list"
+                | "set"
+                | "bitmap"
+                | "hyperloglog"
+                | "sorted-set"
         ),
     }
 }

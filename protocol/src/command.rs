@@ -91,7 +91,15 @@ impl CommandSpec {
     /// itself then reports the error.
     pub fn keys_in(&self, args: &crate::Args) -> impl Iterator<Item = usize> {
         let numkeys_at = match self.cmd {
-            Cmd::SInterCard | Cmd::LMPop => Some(1),
+            Cmd::SInterCard
+            | Cmd::LMPop
+            | Cmd::ZMPop
+            | Cmd::ZUnion
+            | Cmd::ZInter
+            | Cmd::ZDiff
+            | Cmd::ZInterCard => Some(1),
+            // A destination key, then the count of source keys.
+            Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore => Some(2),
             _ => None,
         };
         let range = match numkeys_at {
@@ -102,7 +110,7 @@ impl CommandSpec {
                     .flatten()
                     .filter(|&n| n > 0 && (n as usize) < args.len() - at)
                     .unwrap_or(0) as usize;
-                (at + 1..at + 1 + count).collect()
+                (1..at).chain(at + 1..at + 1 + count).collect()
             }
         };
         range.into_iter()
@@ -110,10 +118,10 @@ impl CommandSpec {
 
     /// ACL categories, as `COMMAND INFO` reports them.
     pub fn acl_categories(&self) -> Vec<String> {
-        let group = if self.group == "generic" {
-            "keyspace"
-        } else {
-            self.group
+        let group = match self.group {
+            "generic" => "keyspace",
+            "sorted-set" => "sortedset",
+            other => other,
         };
         let mut cats = vec![format!("@{group}")];
         if self.has(flags::WRITE) {
@@ -251,6 +259,39 @@ commands! {
     SDiffStore "sdiffstore" -3 [WRITE DENYOOM] 1 -1 1 "set" "1.0.0" "Stores the difference of multiple sets in a key.";
     SMove "smove" 4 [WRITE FAST] 1 2 1 "set" "1.0.0" "Moves a member from one set to another.";
     SScan "sscan" -3 [READONLY] 1 1 1 "set" "2.8.0" "Iterates over members of a set.";
+    // Sorted sets.
+    ZAdd "zadd" -4 [WRITE DENYOOM FAST] 1 1 1 "sorted-set" "1.2.0" "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.";
+    ZIncrBy "zincrby" 4 [WRITE DENYOOM FAST] 1 1 1 "sorted-set" "1.2.0" "Increments the score of a member in a sorted set.";
+    ZRem "zrem" -3 [WRITE FAST] 1 1 1 "sorted-set" "1.2.0" "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.";
+    ZCard "zcard" 2 [READONLY FAST] 1 1 1 "sorted-set" "1.2.0" "Returns the number of members in a sorted set.";
+    ZScore "zscore" 3 [READONLY FAST] 1 1 1 "sorted-set" "1.2.0" "Returns the score of a member in a sorted set.";
+    ZMScore "zmscore" -3 [READONLY FAST] 1 1 1 "sorted-set" "6.2.0" "Returns the score of one or more members in a sorted set.";
+    ZRank "zrank" -3 [READONLY FAST] 1 1 1 "sorted-set" "2.0.0" "Returns the index of a member in a sorted set ordered by ascending scores.";
+    ZRevRank "zrevrank" -3 [READONLY FAST] 1 1 1 "sorted-set" "2.0.0" "Returns the index of a member in a sorted set ordered by descending scores.";
+    ZCount "zcount" 4 [READONLY FAST] 1 1 1 "sorted-set" "2.0.0" "Returns the count of members in a sorted set that have scores within a range.";
+    ZLexCount "zlexcount" 4 [READONLY FAST] 1 1 1 "sorted-set" "2.8.9" "Returns the number of members in a sorted set within a lexicographical range.";
+    ZRange "zrange" -4 [READONLY] 1 1 1 "sorted-set" "1.2.0" "Returns members in a sorted set within a range of indexes.";
+    ZRevRange "zrevrange" -4 [READONLY] 1 1 1 "sorted-set" "1.2.0" "Returns members in a sorted set within a range of indexes in reverse order.";
+    ZRangeByScore "zrangebyscore" -4 [READONLY] 1 1 1 "sorted-set" "1.0.5" "Returns members in a sorted set within a range of scores.";
+    ZRevRangeByScore "zrevrangebyscore" -4 [READONLY] 1 1 1 "sorted-set" "2.2.0" "Returns members in a sorted set within a range of scores in reverse order.";
+    ZRangeByLex "zrangebylex" -4 [READONLY] 1 1 1 "sorted-set" "2.8.9" "Returns members in a sorted set within a lexicographical range.";
+    ZRevRangeByLex "zrevrangebylex" -4 [READONLY] 1 1 1 "sorted-set" "2.8.9" "Returns members in a sorted set within a lexicographical range in reverse order.";
+    ZRangeStore "zrangestore" -5 [WRITE DENYOOM] 1 2 1 "sorted-set" "6.2.0" "Stores a range of members from sorted set in a key.";
+    ZRemRangeByRank "zremrangebyrank" 4 [WRITE] 1 1 1 "sorted-set" "2.0.0" "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.";
+    ZRemRangeByScore "zremrangebyscore" 4 [WRITE] 1 1 1 "sorted-set" "1.2.0" "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.";
+    ZRemRangeByLex "zremrangebylex" 4 [WRITE] 1 1 1 "sorted-set" "2.8.9" "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.";
+    ZPopMin "zpopmin" -2 [WRITE FAST] 1 1 1 "sorted-set" "5.0.0" "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.";
+    ZPopMax "zpopmax" -2 [WRITE FAST] 1 1 1 "sorted-set" "5.0.0" "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.";
+    ZMPop "zmpop" -4 [WRITE MOVABLEKEYS] 0 0 0 "sorted-set" "7.0.0" "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.";
+    ZRandMember "zrandmember" -2 [READONLY] 1 1 1 "sorted-set" "6.2.0" "Returns one or more random members from a sorted set.";
+    ZScan "zscan" -3 [READONLY] 1 1 1 "sorted-set" "2.8.0" "Iterates over members and scores of a sorted set.";
+    ZUnion "zunion" -3 [READONLY MOVABLEKEYS] 0 0 0 "sorted-set" "6.2.0" "Returns the union of multiple sorted sets.";
+    ZUnionStore "zunionstore" -4 [WRITE DENYOOM MOVABLEKEYS] 1 1 1 "sorted-set" "2.0.0" "Stores the union of multiple sorted sets in a key.";
+    ZInter "zinter" -3 [READONLY MOVABLEKEYS] 0 0 0 "sorted-set" "6.2.0" "Returns the intersect of multiple sorted sets.";
+    ZInterStore "zinterstore" -4 [WRITE DENYOOM MOVABLEKEYS] 1 1 1 "sorted-set" "2.0.0" "Stores the intersect of multiple sorted sets in a key.";
+    ZInterCard "zintercard" -3 [READONLY MOVABLEKEYS] 0 0 0 "sorted-set" "7.0.0" "Returns the number of members of the intersect of multiple sorted sets.";
+    ZDiff "zdiff" -3 [READONLY MOVABLEKEYS] 0 0 0 "sorted-set" "6.2.0" "Returns the difference between multiple sorted sets.";
+    ZDiffStore "zdiffstore" -4 [WRITE DENYOOM MOVABLEKEYS] 1 1 1 "sorted-set" "6.2.0" "Stores the difference of multiple sorted sets in a key.";
     // Pub/Sub.
     Subscribe "subscribe" -2 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Listens for messages published to channels.";
     Unsubscribe "unsubscribe" -1 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Stops listening to messages posted to channels.";

@@ -36,9 +36,12 @@ pub fn read<'s>(
 /// Whether `object` holds no element.
 fn is_empty(object: &Object) -> bool {
     match object {
-        Object::HashPack(p) | Object::ListPack(p) | Object::SetInts(p) | Object::SetPack(p) => {
-            p.is_empty()
-        }
+        Object::HashPack(p)
+        | Object::ListPack(p)
+        | Object::SetInts(p)
+        | Object::SetPack(p)
+        | Object::ZSetPack(p) => p.is_empty(),
+        Object::ZSetTree(t) => t.is_empty(),
         Object::HashDense(d) | Object::SetDense(d) => d.is_empty(),
         Object::ListQuick(q) => q.len == 0,
     }
@@ -49,6 +52,7 @@ fn empty(kind: Kind) -> Object {
         Kind::Hash => Object::HashPack(Vec::new()),
         Kind::List => Object::ListPack(Vec::new()),
         Kind::Set => Object::SetInts(Vec::new()),
+        Kind::ZSet => Object::ZSetPack(Vec::new()),
         Kind::String => unreachable!("strings are not collections"),
     }
 }

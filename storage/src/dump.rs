@@ -10,11 +10,13 @@ use crate::hashes;
 use crate::object::{EncodingLimits, Kind, Object};
 use crate::pack;
 use crate::sets;
+use crate::zsets;
 
 const STRING: u8 = 0;
 const HASH: u8 = 1;
 const LIST: u8 = 2;
 const SET: u8 = 3;
+const ZSET: u8 = 4;
 
 /// The value of `entry` as bytes.
 pub fn value_bytes(entry: &Entry) -> Vec<u8> {
@@ -39,6 +41,13 @@ pub fn value_bytes(entry: &Entry) -> Vec<u8> {
         Kind::Set => {
             out.push(SET);
             sets::members(object).for_each(|m| pack::push_back(&mut out, &m));
+        }
+        Kind::ZSet => {
+            out.push(ZSET);
+            for (member, score) in zsets::elements(object) {
+                pack::push_back(&mut out, member);
+                pack::push_back(&mut out, &score.to_le_bytes());
+            }
         }
         Kind::String => unreachable!("strings have no object"),
     }
@@ -73,6 +82,14 @@ pub fn entry_from(
             list
         }
         SET => sets::from_members(elements, limits),
+        ZSET => {
+            let mut elements = elements;
+            let mut pairs = Vec::new();
+            while let (Some(member), Some(score)) = (elements.next(), elements.next()) {
+                pairs.push((member, f64::from_le_bytes(score.try_into().ok()?)));
+            }
+            zsets::from_elements(pairs.into_iter(), limits)
+        }
         _ => return None,
     };
     Some(Entry::new_object(key, object, expire_at, access))

@@ -26,6 +26,8 @@ pub enum Encoding {
     SetInts,
     SetPack,
     SetDense,
+    ZSetPack,
+    ZSetTree,
 }
 
 impl Encoding {
@@ -36,7 +38,7 @@ impl Encoding {
     fn is_boxed(self) -> bool {
         matches!(
             self,
-            Encoding::HashDense | Encoding::ListQuick | Encoding::SetDense
+            Encoding::HashDense | Encoding::ListQuick | Encoding::SetDense | Encoding::ZSetTree
         )
     }
 }
@@ -63,6 +65,8 @@ fn object_bytes(object: Object) -> (Stored, Encoding) {
         Object::ListPack(p) => (Stored::Pack(p), Encoding::ListPack),
         Object::SetInts(p) => (Stored::Pack(p), Encoding::SetInts),
         Object::SetPack(p) => (Stored::Pack(p), Encoding::SetPack),
+        Object::ZSetPack(p) => (Stored::Pack(p), Encoding::ZSetPack),
+        Object::ZSetTree(t) => (boxed(Box::into_raw(t) as usize), Encoding::ZSetTree),
         Object::HashDense(d) => (boxed(Box::into_raw(d) as usize), Encoding::HashDense),
         Object::SetDense(d) => (boxed(Box::into_raw(d) as usize), Encoding::SetDense),
         Object::ListQuick(q) => (boxed(Box::into_raw(q) as usize), Encoding::ListQuick),
@@ -265,6 +269,8 @@ impl Entry {
                 Encoding::ListPack => ObjectRef::ListPack(bytes),
                 Encoding::SetInts => ObjectRef::SetInts(bytes),
                 Encoding::SetPack => ObjectRef::SetPack(bytes),
+                Encoding::ZSetPack => ObjectRef::ZSetPack(bytes),
+                Encoding::ZSetTree => ObjectRef::ZSetTree(&*(boxed() as *const _)),
                 Encoding::HashDense => ObjectRef::HashDense(&*(boxed() as *const _)),
                 Encoding::SetDense => ObjectRef::SetDense(&*(boxed() as *const _)),
                 Encoding::ListQuick => ObjectRef::ListQuick(&*(boxed() as *const _)),
@@ -293,6 +299,8 @@ impl Entry {
                 Encoding::ListPack => Object::ListPack(bytes.to_vec()),
                 Encoding::SetInts => Object::SetInts(bytes.to_vec()),
                 Encoding::SetPack => Object::SetPack(bytes.to_vec()),
+                Encoding::ZSetPack => Object::ZSetPack(bytes.to_vec()),
+                Encoding::ZSetTree => Object::ZSetTree(Box::from_raw(addr() as *mut _)),
                 Encoding::Int | Encoding::Embstr | Encoding::Raw => return None,
             }
         })

@@ -19,11 +19,13 @@ pub mod lists;
 pub mod object;
 pub mod pack;
 pub mod prefetch;
+pub mod ranked;
 pub mod rng;
 pub mod scan;
 pub mod sets;
 pub mod store;
 pub mod strings;
+pub mod zsets;
 
 pub use effect::Effect;
 pub use keyspace::Keyspace;

@@ -508,32 +508,51 @@ fn move_element(
     }
 }
 
-/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]: pops from the first non-empty list.
-fn multi_pop(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+/// The arguments of LMPOP / ZMPOP, `numkeys key [key ...] <first>|<last> [COUNT count]`:
+/// the keys, whether to pop from the first end, and the count if one was given.
+pub fn multi_pop_args<'a>(
+    args: Args<'a>,
+    first: &[u8],
+    last: &[u8],
+) -> Result<(Args<'a>, bool, Option<usize>), &'static str> {
     let numkeys = match tessera_protocol::parse::parse_int(args.get(1)) {
         Some(n) if n > 0 => n as usize,
-        _ => return out.error("ERR numkeys should be greater than 0"),
+        _ => return Err("ERR numkeys should be greater than 0"),
     };
     let where_at = numkeys.saturating_add(2);
     if where_at >= args.len() {
-        return out.error(errors::SYNTAX);
+        return Err(errors::SYNTAX);
     }
-    let Some(from_head) = side(args.get(where_at)) else {
-        return out.error(errors::SYNTAX);
+    let end = args.get(where_at);
+    let from_first = if end.eq_ignore_ascii_case(first) {
+        true
+    } else if end.eq_ignore_ascii_case(last) {
+        false
+    } else {
+        return Err(errors::SYNTAX);
     };
     let mut count = None;
     let mut i = where_at + 1;
     while i < args.len() {
         if count.is_some() || !args.get(i).eq_ignore_ascii_case(b"COUNT") || i + 1 >= args.len() {
-            return out.error(errors::SYNTAX);
+            return Err(errors::SYNTAX);
         }
         match tessera_protocol::parse::parse_int(args.get(i + 1)) {
             Some(n) if n > 0 => count = Some(n as usize),
-            _ => return out.error("ERR count should be greater than 0"),
+            _ => return Err("ERR count should be greater than 0"),
         }
         i += 2;
     }
-    for key in args.range(2, where_at).iter() {
+    Ok((args.range(2, where_at), from_first, count))
+}
+
+/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]: pops from the first non-empty list.
+fn multi_pop(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter) {
+    let (keys, from_head, count) = match multi_pop_args(args, b"LEFT", b"RIGHT") {
+        Ok(parsed) => parsed,
+        Err(e) => return out.error(e),
+    };
+    for key in keys.iter() {
         let popped = access::write(store, db, key, now, Kind::List, false, |l, _| {
             with_chunks(l, |q| {
                 (0..count.unwrap_or(1))

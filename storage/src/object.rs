@@ -8,6 +8,7 @@
 use crate::dense::Dense;
 use crate::entry::size_class;
 use crate::pack;
+use crate::ranked::Ranked;
 use std::collections::VecDeque;
 
 /// The type `TYPE` reports.
@@ -17,6 +18,7 @@ pub enum Kind {
     Hash,
     List,
     Set,
+    ZSet,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::List => "list",
             Kind::Set => "set",
+            Kind::ZSet => "zset",
         }
     }
 }
@@ -40,6 +43,8 @@ pub struct EncodingLimits {
     pub set_max_listpack_value: usize,
     /// `list-max-listpack-size`: positive counts elements, -1..-5 mean 4..64 KiB per chunk.
     pub list_max_listpack_size: i64,
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
 }
 
 impl Default for EncodingLimits {
@@ -51,6 +56,8 @@ impl Default for EncodingLimits {
             set_max_listpack_entries: 128,
             set_max_listpack_value: 64,
             list_max_listpack_size: -2,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
         }
     }
 }
@@ -78,6 +85,9 @@ pub enum Object {
     SetPack(Vec<u8>),
     /// Members with empty values.
     SetDense(Box<Dense>),
+    /// Members and their scores (8 bytes, `f64` little-endian) alternating, in score order.
+    ZSetPack(Vec<u8>),
+    ZSetTree(Box<Ranked>),
 }
 
 /// A collection, borrowed from its entry.
@@ -90,6 +100,8 @@ pub enum ObjectRef<'a> {
     SetInts(&'a [u8]),
     SetPack(&'a [u8]),
     SetDense(&'a Dense),
+    ZSetPack(&'a [u8]),
+    ZSetTree(&'a Ranked),
 }
 
 impl Object {
@@ -102,6 +114,8 @@ impl Object {
             Object::SetInts(p) => ObjectRef::SetInts(p),
             Object::SetPack(p) => ObjectRef::SetPack(p),
             Object::SetDense(d) => ObjectRef::SetDense(d),
+            Object::ZSetPack(p) => ObjectRef::ZSetPack(p),
+            Object::ZSetTree(t) => ObjectRef::ZSetTree(t),
         }
     }
 }
@@ -114,6 +128,7 @@ impl<'a> ObjectRef<'a> {
                 size_class(std::mem::size_of::<Dense>()) + d.memory()
             }
             ObjectRef::ListQuick(q) => size_class(std::mem::size_of::<QuickList>()) + q.memory(),
+            ObjectRef::ZSetTree(t) => size_class(std::mem::size_of::<Ranked>()) + t.memory(),
             _ => 0,
         }
     }
@@ -123,13 +138,18 @@ impl<'a> ObjectRef<'a> {
             ObjectRef::HashPack(_) | ObjectRef::HashDense(_) => Kind::Hash,
             ObjectRef::ListPack(_) | ObjectRef::ListQuick(_) => Kind::List,
             ObjectRef::SetInts(_) | ObjectRef::SetPack(_) | ObjectRef::SetDense(_) => Kind::Set,
+            ObjectRef::ZSetPack(_) | ObjectRef::ZSetTree(_) => Kind::ZSet,
         }
     }
 
     /// The name `OBJECT ENCODING` reports (Redis 7.2's names).
     pub fn encoding_name(self) -> &'static str {
         match self {
-            ObjectRef::HashPack(_) | ObjectRef::ListPack(_) | ObjectRef::SetPack(_) => "listpack",
+            ObjectRef::HashPack(_)
+            | ObjectRef::ListPack(_)
+            | ObjectRef::SetPack(_)
+            | ObjectRef::ZSetPack(_) => "listpack",
+            ObjectRef::ZSetTree(_) => "skiplist",
             ObjectRef::HashDense(_) | ObjectRef::SetDense(_) => "hashtable",
             ObjectRef::ListQuick(_) => "quicklist",
             ObjectRef::SetInts(_) => "intset",
@@ -145,6 +165,8 @@ impl<'a> ObjectRef<'a> {
             ObjectRef::SetInts(p) => Object::SetInts(p.to_vec()),
             ObjectRef::SetPack(p) => Object::SetPack(p.to_vec()),
             ObjectRef::SetDense(d) => Object::SetDense(Box::new(d.clone())),
+            ObjectRef::ZSetPack(p) => Object::ZSetPack(p.to_vec()),
+            ObjectRef::ZSetTree(t) => Object::ZSetTree(Box::new(t.clone())),
         }
     }
 }

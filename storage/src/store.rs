@@ -7,7 +7,7 @@ use crate::errors::Error;
 use crate::keyspace::lru_clock;
 use crate::keyspace::Keyspace;
 use crate::object::EncodingLimits;
-use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, strings};
+use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, strings, zsets};
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter};
 
 /// Keys above which a flushed keyspace is freed off the core's thread (Redis's
@@ -126,6 +126,7 @@ impl Store {
             _ if req.spec.group == "list" => lists::read(self, req, out),
             _ if req.spec.group == "bitmap" => bits::read(self, req, out),
             _ if req.spec.group == "hyperloglog" => hll::read(self, req, out),
+            _ if req.spec.group == "sorted-set" => zsets::read(self, req, out),
             other => out.error(&format!("ERR '{}' is not a key command", other.spec().name)),
         }
     }
@@ -169,6 +170,7 @@ impl Store {
                 "list" => lists::apply(self, db, now, cmd, args, out),
                 "bitmap" => bits::apply(self, db, now, cmd, args, out),
                 "hyperloglog" => hll::apply(self, db, now, cmd, args, out),
+                "sorted-set" => zsets::apply(self, db, now, cmd, args, out),
                 _ => sets::apply(self, db, now, cmd, args, seed, out),
             },
             Effect::Restore {
@@ -282,7 +284,7 @@ pub fn plan<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error
         }
         cmd if matches!(
             req.spec.group,
-            "hash" | "list" | "set" | "bitmap" | "hyperloglog"
+            "hash" | "list" | "set" | "bitmap" | "hyperloglog" | "sorted-set"
         ) =>
         {
             Effect::Collection {

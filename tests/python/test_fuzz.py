@@ -12,7 +12,8 @@ ARGS = ["a", "b", "{t}c", "{t}d", "", "0", "1", "-1", "10", "-10", "922337203685
         "MATCH", "TYPE", "DB", "REPLACE", "LEN", "IDX", "MINMATCHLEN", "WITHMATCHLEN", "ASYNC", "SYNC",
         "string", "x" * 100, "BEFORE", "AFTER", "RANK", "MAXLEN", "WITHVALUES", "hash", "list", "set",
         "-9223372036854775807", "100000000", "i8", "u63", "i64", "#3", "OVERFLOW", "SAT", "FAIL", "AND", "NOT",
-        "BIT", "BYTE"]
+        "BIT", "BYTE", "(1", "[a", "(a", "+", "-", "WITHSCORES", "WITHSCORE", "LIMIT", "BYSCORE", "BYLEX",
+        "REV", "WEIGHTS", "AGGREGATE", "MIN", "MAX", "SUM", "INCR", "CH", "zset"]
 
 # COMMAND is left out: redis-py's reply callback for it cannot parse every subcommand.
 COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX", "MGET", "MSET", "MSETNX",
@@ -29,7 +30,12 @@ COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX
             "SINTER", "SUNION", "SDIFF", "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "SINTERCARD", "SMOVE",
             "LMOVE", "RPOPLPUSH", "LMPOP", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
             "PUBLISH", "SPUBLISH", "PUBSUB", "SETBIT", "GETBIT", "BITCOUNT", "BITPOS", "BITOP", "BITFIELD",
-            "BITFIELD_RO", "PFADD", "PFCOUNT", "PFMERGE"]
+            "BITFIELD_RO", "PFADD", "PFCOUNT", "PFMERGE",
+            "ZADD", "ZINCRBY", "ZREM", "ZCARD", "ZSCORE", "ZMSCORE", "ZRANK", "ZREVRANK", "ZCOUNT", "ZLEXCOUNT",
+            "ZRANGE", "ZREVRANGE", "ZRANGEBYSCORE", "ZREVRANGEBYSCORE", "ZRANGEBYLEX", "ZREVRANGEBYLEX",
+            "ZRANGESTORE", "ZREMRANGEBYRANK", "ZREMRANGEBYSCORE", "ZREMRANGEBYLEX", "ZPOPMIN", "ZPOPMAX",
+            "ZMPOP", "ZRANDMEMBER", "ZSCAN", "ZUNION", "ZUNIONSTORE", "ZINTER", "ZINTERSTORE", "ZINTERCARD",
+            "ZDIFF", "ZDIFFSTORE"]
 
 
 @pytest.mark.parametrize("seed", [20261122, 7])
