@@ -123,6 +123,8 @@ struct Pending {
     reserved: usize,
     txn: u64,
     step: Option<Step>,
+    /// The connection whose blocking command this is an attempt of.
+    blocked: Option<u64>,
     cont: Option<crate::multi::Continuation>,
     results: Vec<Option<Box<dyn Any + Send>>>,
     outstanding: usize,
@@ -164,6 +166,10 @@ pub struct Core {
     pub watches: HashMap<u64, Vec<crate::transaction::WatchRecord>>,
     /// The subscriptions of this core's connections.
     pub pubsub: crate::pubsub::Registry,
+    /// This core's connections in blocking commands.
+    pub blocked: crate::blocking::BlockedClients,
+    /// Blocked clients (of any core) waiting on keys this core owns.
+    pub waiters: crate::blocking::Waiters,
     next_ticket: u64,
     next_cycle: u64,
     reserved_by: Option<u64>,
@@ -204,6 +210,8 @@ impl Core {
             pending: HashMap::new(),
             watches: HashMap::new(),
             pubsub: Default::default(),
+            blocked: Default::default(),
+            waiters: Default::default(),
             next_ticket: 1,
             next_cycle: 1,
             reserved_by: None,
@@ -240,10 +248,14 @@ impl Core {
             let busy = !self.ready.is_empty()
                 || !self.loopback.is_empty()
                 || self.overflow.iter().any(|q| !q.is_empty());
+            let wake_at = self
+                .blocked
+                .next_deadline()
+                .map_or(self.next_tick, |at| at.min(self.next_tick));
             let mut timeout = if busy {
                 0
             } else {
-                self.next_tick.saturating_sub(unix_ms()).min(1000) as i32
+                wake_at.saturating_sub(unix_ms()).min(1000) as i32
             };
             let mailbox = &self.shared.mailboxes[self.id];
             if timeout > 0 && !mailbox.prepare_sleep() {
@@ -268,6 +280,10 @@ impl Core {
             self.events = events;
             self.drain_mailbox();
             self.serve_ready();
+            if !self.blocked.is_empty() {
+                crate::blocking::expire(&mut self);
+            }
+            crate::blocking::wake_ready(&mut self);
             self.send_outgoing();
             self.flush_dirty();
             if self.now >= self.next_tick {
@@ -289,6 +305,11 @@ impl Core {
             self.ready.push(idx);
         }
         if ev.closed {
+            // A blocked client that hangs up gives up its wait (as in Redis, a half-closed
+            // one too: it could never send anything else).
+            if self.blocked.contains(conn.id) {
+                return self.close_connection(idx);
+            }
             // A paused connection is not read, so find out by writing whether the peer is gone.
             self.dirty.push(idx);
         }
@@ -377,6 +398,7 @@ impl Core {
     pub fn close_connection(&mut self, idx: usize) {
         if let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) {
             crate::transaction::forget_watches(self, &mut conn);
+            crate::blocking::finish(self, conn.id);
             crate::pubsub::forget(self, &mut conn, idx);
             socket::close(conn.fd);
             self.free_slots.push(idx);
@@ -596,20 +618,31 @@ impl Core {
 
     /// Starts a multi-core command for the connection; its reply becomes the cycle's one part.
     pub fn start_multi(&mut self, conn: &mut Conn, idx: usize, op: MultiOp) {
+        let target = self.open_cycle(conn, idx);
+        self.launch(target, op, None);
+    }
+
+    /// Opens a reply cycle expecting one part on the connection; returns where it goes.
+    pub fn open_cycle(&mut self, conn: &mut Conn, idx: usize) -> Target {
         let cycle_id = self.next_cycle;
         self.next_cycle += 1;
         let mut cycle = Cycle::new(cycle_id);
         let part = cycle.expect();
         conn.cycle = Some(cycle);
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        let txn = ((self.id as u64) << 48) | ticket;
-        let target = Target {
+        Target {
             idx,
             id: conn.id,
             cycle: cycle_id,
             part,
-        };
+        }
+    }
+
+    /// Runs a coordinated command whose reply goes to `target`; `blocked` names the
+    /// connection when it is an attempt of a blocking command.
+    pub fn launch(&mut self, target: Target, op: MultiOp, blocked: Option<u64>) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let txn = ((self.id as u64) << 48) | ticket;
         let first_core = op.reserve.first().copied();
         self.pending.insert(
             ticket,
@@ -619,6 +652,7 @@ impl Core {
                 reserved: 0,
                 txn,
                 step: Some(op.step),
+                blocked,
                 cont: None,
                 results: Vec::new(),
                 outstanding: 0,
@@ -667,22 +701,33 @@ impl Core {
                     }
                     return;
                 }
-                Some(Step::Reply(bytes)) => {
+                Some(end @ (Step::Reply(_) | Step::Park)) => {
                     let Some(p) = self.pending.remove(&ticket) else {
                         return;
                     };
                     for &core in &p.reserve {
                         self.send(core, Msg::Release { txn: p.txn });
                     }
-                    self.loopback.push_back(Msg::Deliver {
-                        target: p.target,
-                        reply: bytes,
-                    });
+                    match (end, p.blocked) {
+                        (Step::Reply(bytes), blocked) => {
+                            if let Some(conn) = blocked {
+                                crate::blocking::finish(self, conn);
+                            }
+                            self.deliver_reply(p.target, bytes);
+                        }
+                        (_, Some(conn)) => crate::blocking::parked(self, conn),
+                        (_, None) => {}
+                    }
                     return;
                 }
                 None => return,
             }
         }
+    }
+
+    /// Hands a coordinated command's reply to its connection on the next turn.
+    pub fn deliver_reply(&mut self, target: Target, reply: Vec<u8>) {
+        self.loopback.push_back(Msg::Deliver { target, reply });
     }
 
     /// Hands replies to the connection they belong to, if it is still there.
@@ -1038,6 +1083,10 @@ impl Core {
         if self.accepting {
             self.accepting = false;
             self.poller.remove(self.shared.listener);
+        }
+        // Clients waiting in blocking commands would wait past the shutdown: they are closed.
+        for idx in self.blocked.waiting() {
+            self.close_connection(idx);
         }
         let idle = self.pending.is_empty()
             && self.conns.iter().flatten().all(|c| c.cycle.is_none())

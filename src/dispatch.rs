@@ -125,6 +125,9 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
     if !storage {
         return admin::run(core, conn, idx, spec, args);
     }
+    if crate::blocking::is_blocking(spec.cmd) {
+        return crate::blocking::start(core, conn, idx, spec, args);
+    }
     let mut owner = None;
     let mut spans_cores = false;
     for pos in spec.keys_in(&args) {

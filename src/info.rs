@@ -176,7 +176,10 @@ pub fn run(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
                         "clients" => {
                             field("connected_clients", &shared.clients.load(Ordering::Relaxed));
                             field("maxclients", &config.maxclients);
-                            field("blocked_clients", &0);
+                            field(
+                                "blocked_clients",
+                                &shared.blocked_clients.load(Ordering::Relaxed),
+                            );
                         }
                         "memory" => {
                             field("used_memory", &used);

@@ -2,6 +2,7 @@
 //! binary is a thin CLI over `server::start` — so it can also run inside another process.
 
 pub mod admin;
+pub mod blocking;
 pub mod client;
 pub mod config;
 pub mod conn;

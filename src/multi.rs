@@ -20,6 +20,8 @@ pub enum Step {
     Calls(Vec<(usize, Work)>, Continuation),
     /// Done: these are the reply bytes.
     Reply(Vec<u8>),
+    /// Done without a reply yet: a blocking command waits (see `blocking`).
+    Park,
 }
 
 pub struct MultiOp {

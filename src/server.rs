@@ -28,6 +28,8 @@ pub struct Shared {
     pub mailboxes: Vec<Mailbox>,
     pub next_client_id: AtomicU64,
     pub clients: AtomicUsize,
+    /// Clients in a blocking command.
+    pub blocked_clients: AtomicUsize,
     /// Connections per core, for balancing new ones.
     pub core_clients: Vec<AtomicUsize>,
     pub connections_received: AtomicU64,
@@ -159,6 +161,7 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
             .collect::<std::io::Result<_>>()?,
         next_client_id: AtomicU64::new(1),
         clients: AtomicUsize::new(0),
+        blocked_clients: AtomicUsize::new(0),
         core_clients: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
         connections_received: AtomicU64::new(0),
         rejected_connections: AtomicU64::new(0),

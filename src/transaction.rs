@@ -314,6 +314,11 @@ fn chain(
             replies.push(bytes);
             chain(steps, replies, finish)
         }
+        // Commands inside a transaction never wait: an empty blocking pop is a null array.
+        Some(Step::Park) => {
+            replies.push(b"*-1\r\n".to_vec());
+            chain(steps, replies, finish)
+        }
         Some(Step::Calls(calls, cont)) => Step::Calls(
             calls,
             Box::new(move |results| {

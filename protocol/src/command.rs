@@ -90,6 +90,7 @@ impl CommandSpec {
     /// follow (`SINTERCARD numkeys key ...`); a bad count yields no keys, and the command
     /// itself then reports the error.
     pub fn keys_in(&self, args: &crate::Args) -> impl Iterator<Item = usize> {
+        // Where the key count is, and whether a destination key comes before it.
         let numkeys_at = match self.cmd {
             Cmd::SInterCard
             | Cmd::LMPop
@@ -97,20 +98,22 @@ impl CommandSpec {
             | Cmd::ZUnion
             | Cmd::ZInter
             | Cmd::ZDiff
-            | Cmd::ZInterCard => Some(1),
-            // A destination key, then the count of source keys.
-            Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore => Some(2),
+            | Cmd::ZInterCard => Some((1, false)),
+            // A timeout, then the count.
+            Cmd::BLMPop | Cmd::BZMPop => Some((2, false)),
+            Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore => Some((2, true)),
             _ => None,
         };
         let range = match numkeys_at {
             None => self.key_positions(args.len()).collect::<Vec<_>>(),
-            Some(at) => {
+            Some((at, destination)) => {
                 let count = (at < args.len())
                     .then(|| crate::parse::parse_int(args.get(at)))
                     .flatten()
                     .filter(|&n| n > 0 && (n as usize) < args.len() - at)
                     .unwrap_or(0) as usize;
-                (1..at).chain(at + 1..at + 1 + count).collect()
+                let first = if destination { 1 } else { at + 1 };
+                (first..at).chain(at + 1..at + 1 + count).collect()
             }
         };
         range.into_iter()
@@ -240,6 +243,11 @@ commands! {
     LPos "lpos" -3 [READONLY] 1 1 1 "list" "6.0.6" "Returns the index of matching elements in a list.";
     LMove "lmove" 5 [WRITE DENYOOM] 1 2 1 "list" "6.2.0" "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.";
     RPopLPush "rpoplpush" 3 [WRITE DENYOOM] 1 2 1 "list" "1.2.0" "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.";
+    BLPop "blpop" -3 [WRITE NOSCRIPT] 1 -2 1 "list" "2.0.0" "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.";
+    BRPop "brpop" -3 [WRITE NOSCRIPT] 1 -2 1 "list" "2.0.0" "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.";
+    BLMove "blmove" 6 [WRITE DENYOOM NOSCRIPT] 1 2 1 "list" "6.2.0" "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.";
+    BRPopLPush "brpoplpush" 4 [WRITE DENYOOM NOSCRIPT] 1 2 1 "list" "2.2.0" "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.";
+    BLMPop "blmpop" -5 [WRITE MOVABLEKEYS] 0 0 0 "list" "7.0.0" "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.";
     LMPop "lmpop" -4 [WRITE MOVABLEKEYS] 0 0 0 "list" "7.0.0" "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.";
     // Sets.
     SAdd "sadd" -3 [WRITE DENYOOM FAST] 1 1 1 "set" "1.0.0" "Adds one or more members to a set. Creates the key if it doesn't exist.";
@@ -291,6 +299,9 @@ commands! {
     ZInterStore "zinterstore" -4 [WRITE DENYOOM MOVABLEKEYS] 1 1 1 "sorted-set" "2.0.0" "Stores the intersect of multiple sorted sets in a key.";
     ZInterCard "zintercard" -3 [READONLY MOVABLEKEYS] 0 0 0 "sorted-set" "7.0.0" "Returns the number of members of the intersect of multiple sorted sets.";
     ZDiff "zdiff" -3 [READONLY MOVABLEKEYS] 0 0 0 "sorted-set" "6.2.0" "Returns the difference between multiple sorted sets.";
+    BZPopMin "bzpopmin" -3 [WRITE NOSCRIPT FAST] 1 -2 1 "sorted-set" "5.0.0" "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.";
+    BZPopMax "bzpopmax" -3 [WRITE NOSCRIPT FAST] 1 -2 1 "sorted-set" "5.0.0" "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped.";
+    BZMPop "bzmpop" -5 [WRITE MOVABLEKEYS] 0 0 0 "sorted-set" "7.0.0" "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.";
     ZDiffStore "zdiffstore" -4 [WRITE DENYOOM MOVABLEKEYS] 1 1 1 "sorted-set" "6.2.0" "Stores the difference of multiple sorted sets in a key.";
     // Pub/Sub.
     Subscribe "subscribe" -2 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Listens for messages published to channels.";

@@ -38,6 +38,21 @@ pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
     tessera_protocol::parse::parse_int(arg).ok_or(NOT_INTEGER.into())
 }
 
+/// Reads a blocking command's timeout, seconds with a fraction, as milliseconds (0: forever).
+pub fn timeout_arg(arg: &[u8]) -> Result<u64, &'static str> {
+    let seconds = float_arg(arg)
+        .filter(|s| s.is_finite())
+        .ok_or("ERR timeout is not a float or out of range")?;
+    if seconds < 0.0 {
+        return Err("ERR timeout is negative");
+    }
+    let ms = (seconds * 1000.0).ceil();
+    if ms >= i64::MAX as f64 {
+        return Err("ERR timeout is out of range");
+    }
+    Ok(ms as u64)
+}
+
 /// Reads a float argument the way Redis's `string2ld` does: no spaces, no NaN.
 pub fn float_arg(arg: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(arg).ok()?;

@@ -33,6 +33,10 @@ pub struct Keyspace {
     expire_cursor: usize,
     /// Keys some client WATCHes, each with a version every write to it bumps.
     watched: HashMap<Box<[u8]>, Watched>,
+    /// Keys blocked clients wait on, with how many waits each.
+    awaited: HashMap<Box<[u8]>, u32>,
+    /// Awaited keys written since the core last looked.
+    ready: Vec<Box<[u8]>>,
 }
 
 #[derive(Default)]
@@ -66,6 +70,8 @@ impl Keyspace {
             expired: 0,
             expire_cursor: 0,
             watched: HashMap::new(),
+            awaited: HashMap::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -76,6 +82,36 @@ impl Keyspace {
                 w.version += 1;
             }
         }
+        if !self.awaited.is_empty() && self.awaited.contains_key(key) {
+            self.mark_ready(key);
+        }
+    }
+
+    /// Notes one more blocked client waiting on `key`.
+    pub fn await_key(&mut self, key: &[u8]) {
+        *self.awaited.entry(key.into()).or_default() += 1;
+    }
+
+    /// Notes one wait on `key` fewer.
+    pub fn unawait_key(&mut self, key: &[u8]) {
+        if let Some(n) = self.awaited.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.awaited.remove(key);
+            }
+        }
+    }
+
+    /// Has the core look at `key`'s waiters again.
+    pub fn mark_ready(&mut self, key: &[u8]) {
+        if !self.ready.iter().any(|k| &k[..] == key) {
+            self.ready.push(key.into());
+        }
+    }
+
+    /// The awaited keys written since the last call.
+    pub fn take_ready(&mut self) -> Vec<Box<[u8]>> {
+        std::mem::take(&mut self.ready)
     }
 
     /// Starts watching `key`; returns its current version.

@@ -279,14 +279,36 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
         Cmd::LInsert => return insert(store, db, now, args, out),
         Cmd::LRem => return remove(store, db, now, args, out),
         Cmd::LTrim => return trim(store, db, now, args, out),
-        Cmd::LMove => {
+        Cmd::LMove | Cmd::BLMove => {
+            let blocking = cmd == Cmd::BLMove;
+            if let Err(e) = blocking
+                .then(|| errors::timeout_arg(args.get(5)))
+                .transpose()
+            {
+                return out.error(e);
+            }
             return match (side(args.get(3)), side(args.get(4))) {
-                (Some(from), Some(to)) => move_element(store, db, now, args, from, to, out),
+                (Some(from), Some(to)) => {
+                    move_element(store, db, now, args, (from, to), blocking, out)
+                }
                 _ => out.error(errors::SYNTAX),
+            };
+        }
+        Cmd::RPopLPush => return move_element(store, db, now, args, (false, true), false, out),
+        Cmd::BRPopLPush => {
+            return match errors::timeout_arg(args.get(3)) {
+                Ok(_) => move_element(store, db, now, args, (false, true), true, out),
+                Err(e) => out.error(e),
             }
         }
-        Cmd::RPopLPush => return move_element(store, db, now, args, false, true, out),
         Cmd::LMPop => return multi_pop(store, db, now, args, out),
+        Cmd::BLMPop => {
+            return match errors::timeout_arg(args.get(1)) {
+                Ok(_) => multi_pop(store, db, now, args.tail(1), out),
+                Err(e) => out.error(e),
+            }
+        }
+        Cmd::BLPop | Cmd::BRPop => return first_pop(store, db, now, args, cmd == Cmd::BLPop, out),
         _ => return out.error("ERR not a list write"),
     };
     if let Err(e) = result {
@@ -475,18 +497,21 @@ fn side(word: &[u8]) -> Option<bool> {
 
 /// LMOVE / RPOPLPUSH: pops from one end of the source and pushes to one end of the
 /// destination (the same list rotates).
+/// LMOVE / RPOPLPUSH, and the attempt of BLMOVE / BRPOPLPUSH (`blocking`), which reply
+/// with a null array when the source is empty: the caller then waits.
 fn move_element(
     store: &mut Store,
     db: usize,
     now: u64,
     args: Args,
-    from_head: bool,
-    to_head: bool,
+    (from_head, to_head): (bool, bool),
+    blocking: bool,
     out: &mut ReplyWriter,
 ) {
     let (src, dst) = (args.get(1), args.get(2));
     match access::read(store, db, src, now, Kind::List) {
         Err(e) => return out.error(e),
+        Ok(None) if blocking => return out.null_array(),
         Ok(None) => return out.null(),
         Ok(Some(_)) => {}
     }
@@ -506,6 +531,36 @@ fn move_element(
         Ok(_) => out.bulk(&element),
         Err(e) => out.error(e),
     }
+}
+
+/// The attempt of BLPOP / BRPOP key [key ...] timeout: one element from the first non-empty
+/// list as `[key, element]`, or a null array when all are empty (the caller then waits).
+fn first_pop(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    args: Args,
+    front: bool,
+    out: &mut ReplyWriter,
+) {
+    if let Err(e) = errors::timeout_arg(args.get(args.len() - 1)) {
+        return out.error(e);
+    }
+    for key in args.range(1, args.len() - 1).iter() {
+        let popped = access::write(store, db, key, now, Kind::List, false, |l, _| {
+            with_chunks(l, |q| q.pop(front))
+        });
+        match popped {
+            Err(e) => return out.error(e),
+            Ok(Some(Some(element))) => {
+                out.array(2);
+                out.bulk(key);
+                return out.bulk(&element);
+            }
+            Ok(_) => {}
+        }
+    }
+    out.null_array();
 }
 
 /// The arguments of LMPOP / ZMPOP, `numkeys key [key ...] <first>|<last> [COUNT count]`:

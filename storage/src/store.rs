@@ -6,7 +6,7 @@ use crate::effect::Effect;
 use crate::errors::Error;
 use crate::keyspace::lru_clock;
 use crate::keyspace::Keyspace;
-use crate::object::EncodingLimits;
+use crate::object::{EncodingLimits, ObjectRef};
 use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, strings, zsets};
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter};
 
@@ -70,6 +70,34 @@ impl Store {
     /// Database `db` if it was ever written.
     pub fn keyspace(&self, db: usize) -> Option<&Keyspace> {
         self.dbs.get(db)?.as_deref()
+    }
+
+    /// The awaited keys written since the last call, with their databases.
+    pub fn take_ready(&mut self) -> Vec<(usize, Box<[u8]>)> {
+        let mut ready = Vec::new();
+        for (db, ks) in self.dbs.iter_mut().enumerate() {
+            if let Some(ks) = ks {
+                ready.extend(ks.take_ready().into_iter().map(|key| (db, key)));
+            }
+        }
+        ready
+    }
+
+    /// How many elements a waiter on `key` could take now: a list's or sorted set's length,
+    /// 0 for a missing key and 1 for another type (whose waiter then gets its error).
+    pub fn available(&mut self, db: usize, key: &[u8], now: u64) -> usize {
+        match self.db(db).get(key, now) {
+            None => 0,
+            Some(entry) => match entry.object() {
+                Some(o @ ObjectRef::ListPack(_)) | Some(o @ ObjectRef::ListQuick(_)) => {
+                    lists::len(o)
+                }
+                Some(o @ ObjectRef::ZSetPack(_)) | Some(o @ ObjectRef::ZSetTree(_)) => {
+                    zsets::len(o)
+                }
+                _ => 1,
+            },
+        }
     }
 
     /// Starts watching `key` for a transaction: its version now, and whether it is live.

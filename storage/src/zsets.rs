@@ -189,6 +189,14 @@ pub fn from_elements<'m>(
     zset
 }
 
+pub fn len(zset: ObjectRef<'_>) -> usize {
+    match zset {
+        ObjectRef::ZSetPack(p) => pack::iter(p).count() / 2,
+        ObjectRef::ZSetTree(t) => t.len(),
+        _ => 0,
+    }
+}
+
 /// Every element of a sorted set, in order.
 pub fn elements(zset: ObjectRef<'_>) -> Vec<(&[u8], f64)> {
     let sorted = Sorted::of(zset);
@@ -856,6 +864,15 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
         }
         Cmd::ZPopMin | Cmd::ZPopMax => return pop(store, db, now, args, cmd == Cmd::ZPopMin, out),
         Cmd::ZMPop => return multi_pop(store, db, now, args, out),
+        Cmd::BZMPop => {
+            return match errors::timeout_arg(args.get(1)) {
+                Ok(_) => multi_pop(store, db, now, args.tail(1), out),
+                Err(e) => out.error(e),
+            }
+        }
+        Cmd::BZPopMin | Cmd::BZPopMax => {
+            return first_pop(store, db, now, args, cmd == Cmd::BZPopMin, out)
+        }
         Cmd::ZRangeStore => return range_store(store, db, now, args, out),
         Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore => {
             return match combine(store, db, now, cmd, args, 2) {
@@ -1073,6 +1090,30 @@ fn pop(store: &mut Store, db: usize, now: u64, args: Args, min: bool, out: &mut 
             }
         }
     }
+}
+
+/// The attempt of BZPOPMIN / BZPOPMAX key [key ...] timeout: `[key, member, score]` from the
+/// first non-empty sorted set, or a null array when all are empty (the caller then waits).
+fn first_pop(store: &mut Store, db: usize, now: u64, args: Args, min: bool, out: &mut ReplyWriter) {
+    if let Err(e) = errors::timeout_arg(args.get(args.len() - 1)) {
+        return out.error(e);
+    }
+    for key in args.range(1, args.len() - 1).iter() {
+        let popped = access::write(store, db, key, now, Kind::ZSet, false, |z, _| {
+            pop_elements(z, 1, min).pop()
+        });
+        match popped {
+            Err(e) => return out.error(e),
+            Ok(Some(Some((member, score)))) => {
+                out.array(3);
+                out.bulk(key);
+                out.bulk(&member);
+                return out.double(score);
+            }
+            Ok(_) => {}
+        }
+    }
+    out.null_array();
 }
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: pops from the first non-empty set.
