@@ -32,6 +32,8 @@ pub struct Config {
     pub loglevel: String,
     /// When small hashes, lists and sets take their large forms.
     pub encodings: EncodingLimits,
+    /// `notify-keyspace-events` as flags (`tessera_storage::notify`).
+    pub notify_keyspace_events: u32,
     pub config_file: Option<String>,
 }
 
@@ -65,6 +67,7 @@ impl Default for Config {
             hz: 10,
             loglevel: "notice".into(),
             encodings: EncodingLimits::default(),
+            notify_keyspace_events: 0,
             config_file: None,
         }
     }
@@ -110,6 +113,7 @@ const DIRECTIVES: &[(&str, Mutability)] = &[
     ("client-query-buffer-limit", Mutability::Runtime),
     ("client-output-buffer-limit", Mutability::Runtime),
     ("hz", Mutability::Runtime),
+    ("notify-keyspace-events", Mutability::Runtime),
     ("loglevel", Mutability::Startup),
     ("hash-max-listpack-entries", Mutability::Runtime),
     ("hash-max-listpack-value", Mutability::Runtime),
@@ -244,6 +248,9 @@ impl Config {
                 self.encodings.zset_max_listpack_value = int_in(value, 0, i64::MAX)?
             }
             "hz" => self.hz = int_in::<u32>(value, 0, INT_MAX)?.clamp(1, 500),
+            "notify-keyspace-events" => {
+                self.notify_keyspace_events = tessera_storage::notify::parse(value)?
+            }
             "loglevel" => {
                 let level = value.to_ascii_lowercase();
                 if !["debug", "verbose", "notice", "warning", "nothing"].contains(&level.as_str()) {
@@ -347,6 +354,10 @@ impl Config {
             ),
             ("client-output-buffer-limit", limits),
             ("hz", self.hz.to_string()),
+            (
+                "notify-keyspace-events",
+                tessera_storage::notify::format(self.notify_keyspace_events),
+            ),
             ("loglevel", self.loglevel.clone()),
             (
                 "hash-max-listpack-entries",

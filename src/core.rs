@@ -284,6 +284,8 @@ impl Core {
                 crate::blocking::expire(&mut self);
             }
             crate::blocking::wake_ready(&mut self);
+            let events = self.store.take_events();
+            crate::pubsub::announce(&mut self, events);
             self.send_outgoing();
             self.flush_dirty();
             if self.now >= self.next_tick {
@@ -1028,6 +1030,8 @@ impl Core {
             self.config_epoch = epoch;
             self.store.max_bulk_len = self.config.proto_max_bulk_len as usize;
             self.store.limits = self.config.encodings;
+            self.store
+                .set_notify_flags(self.config.notify_keyspace_events);
             for conn in self.conns.iter_mut().flatten() {
                 conn.parser
                     .set_max_bulk_len(self.config.proto_max_bulk_len as usize);

@@ -10,6 +10,7 @@ use std::ops::Range;
 use tessera_protocol::reply::push_int;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter};
 use tessera_storage::dump::entry_from;
+use tessera_storage::notify::Event;
 use tessera_storage::{Effect, Request};
 
 pub type Results = Vec<Box<dyn Any + Send>>;
@@ -72,7 +73,9 @@ pub fn run_on_core(
     })
 }
 
-/// Applies an effect built on the target core from owned data; yields the reply bytes.
+/// Applies an effect built on the target core from owned data; yields the reply bytes. It is
+/// one part of a coordinated command (a value moved or written back), so it records no
+/// keyspace events: the coordinator announces the command's own.
 fn apply_on_core(
     db: usize,
     now: u64,
@@ -81,13 +84,29 @@ fn apply_on_core(
 ) -> Work {
     Box::new(move |core: &mut Core| {
         let mut out = Vec::new();
+        let flags = core.store.notify_flags();
+        core.store.set_notify_flags(0);
         core.store.apply(
             db,
             now,
             &build(&args),
             &mut ReplyWriter::new(&mut out, false),
         );
+        core.store.set_notify_flags(flags);
         Box::new(out) as Box<dyn Any + Send>
+    })
+}
+
+/// `work`, then the publication of `events` from the same core (which the coordinated
+/// command has reserved, so publishing there never waits on another command).
+fn then_announce(work: Work, events: Vec<tessera_storage::notify::Event>) -> Work {
+    if events.is_empty() {
+        return work;
+    }
+    Box::new(move |core: &mut Core| {
+        let result = work(core);
+        crate::pubsub::announce(core, events);
+        result
     })
 }
 
@@ -283,10 +302,11 @@ fn gather(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) 
         .collect();
     let mut request = OwnedArgs::default();
     args.iter().for_each(|a| request.push(a));
-    let (databases, limits, max_bulk_len) = (
+    let (databases, limits, max_bulk_len, notify_flags) = (
         core.store.databases(),
         core.store.limits,
         core.store.max_bulk_len,
+        core.store.notify_flags(),
     );
     MultiOp {
         reserve,
@@ -316,7 +336,9 @@ fn gather(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) 
                     db,
                     now,
                 };
+                scratch.set_notify_flags(notify_flags);
                 scratch.execute(&req, &mut ReplyWriter::new(&mut reply, resp3));
+                let events = scratch.take_events();
                 let mut writes = Vec::new();
                 for (key, old) in before {
                     let new = scratch
@@ -349,6 +371,8 @@ fn gather(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args) 
                 if writes.is_empty() {
                     return Step::Reply(reply);
                 }
+                let (owner, first) = writes.remove(0);
+                writes.insert(0, (owner, then_announce(first, events)));
                 Step::Calls(writes, Box::new(move |_| Step::Reply(reply)))
             }),
         ),
@@ -525,8 +549,18 @@ fn move_key(core: &Core, origin: &Origin, spec: &'static CommandSpec, args: Args
                 if dst_present && !replace {
                     return reply_with(resp3, |w| w.int(0));
                 }
+                let event = |db: usize, event: &'static str, key: &[u8]| Event {
+                    db,
+                    event,
+                    key: key.into(),
+                };
+                let events = if is_rename {
+                    vec![event(db, "rename_from", &src), event(db, "rename_to", &dst)]
+                } else {
+                    vec![event(dst_db, "copy_to", &dst)]
+                };
                 let write = restore_on_core(dst_db, now, &dst, &value, deadline);
-                let mut calls = vec![(dst_core, write)];
+                let mut calls = vec![(dst_core, then_announce(write, events))];
                 if is_rename {
                     let mut key = OwnedArgs::default();
                     key.push(&src);

@@ -15,6 +15,7 @@ use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
 use tessera_protocol::{Args, Cmd, ReplyWriter};
 use tessera_storage::glob;
+use tessera_storage::notify::{self, Event};
 
 /// The three namespaces: channels, patterns, and shard channels (SSUBSCRIBE).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -194,6 +195,33 @@ fn publish(core: &mut Core, conn: &mut Conn, idx: usize, space: Space, args: Arg
             },
         )
     })
+}
+
+/// Publishes keyspace notifications: each event to `__keyspace@<db>__:<key>` and
+/// `__keyevent@<db>__:<event>` as the enabled classes say, delivered by every core.
+pub fn announce(core: &mut Core, events: Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let flags = core.store.notify_flags();
+    for Event { db, event, key } in events {
+        let mut messages = Vec::with_capacity(2);
+        if flags & notify::KEYSPACE != 0 {
+            let mut channel = format!("__keyspace@{db}__:").into_bytes();
+            channel.extend_from_slice(&key);
+            messages.push((channel, event.as_bytes().to_vec()));
+        }
+        if flags & notify::KEYEVENT != 0 {
+            let channel = format!("__keyevent@{db}__:{event}").into_bytes();
+            messages.push((channel, key.to_vec()));
+        }
+        for (channel, message) in messages {
+            for to in 0..core.shared.cores {
+                let work = deliver_on_core(Space::Channel, channel.clone(), message.clone());
+                core.call_and_forget(to, work);
+            }
+        }
+    }
 }
 
 /// Writes `message` to every subscriber on this core; yields how many received it.

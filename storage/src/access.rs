@@ -5,6 +5,7 @@
 use crate::entry::Entry;
 use crate::errors;
 use crate::keyspace::lru_clock;
+use crate::notify;
 use crate::object::{EncodingLimits, Kind, Object, ObjectRef};
 use crate::store::Store;
 
@@ -100,5 +101,47 @@ pub fn write<R>(
             }
             Ok(Some(result))
         }
+    }
+}
+
+/// Replaces whatever `key` holds with a STORE command's result (`None`: empty, so the key
+/// goes), and records `event` on it, or `del` when the result deleted an existing key.
+pub fn replace(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    result: Option<Object>,
+    (class, event): (u32, &'static str),
+) {
+    let ks = store.db(db);
+    let existed = ks.remove(key, now).is_some();
+    match result {
+        Some(object) => {
+            ks.insert(Entry::new_object(key, object, 0, lru_clock(now)));
+            ks.notify(class, event, key);
+        }
+        None if existed => ks.notify(notify::GENERIC, "del", key),
+        None => {}
+    }
+}
+
+/// Records a collection write's keyspace event on `key`, then `del` if the write left the
+/// key empty and so deleted it (Redis's order).
+pub fn announce(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    class: u32,
+    event: &'static str,
+    key: &[u8],
+) {
+    let flags = store.notify_flags();
+    if !notify::enabled(flags, class) && !notify::enabled(flags, notify::GENERIC) {
+        return;
+    }
+    store.notify(db, class, event, key);
+    if store.db(db).get(key, now).is_none() {
+        store.notify(db, notify::GENERIC, "del", key);
     }
 }

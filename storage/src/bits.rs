@@ -4,6 +4,7 @@
 use crate::entry::{Entry, Value};
 use crate::errors::{self, int_arg};
 use crate::keyspace::lru_clock;
+use crate::notify;
 use crate::store::{Request, Store};
 use tessera_protocol::{Args, Cmd, ReplyWriter};
 
@@ -260,6 +261,7 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
                     set_bit(bytes, offset, bit);
                     old
                 })?;
+                store.notify(db, notify::STRING, "setbit", key);
                 out.int(old as i64);
             }
             Cmd::BitOp => bit_op(store, db, now, args, out),
@@ -283,6 +285,7 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
                         }
                         run_fields(bytes, &ops, out)
                     })?;
+                    store.notify(db, notify::STRING, "setbit", key);
                 }
             }
             _ => return Err("ERR not a bitmap write".into()),
@@ -326,11 +329,14 @@ fn bit_op(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWri
         .collect();
     let dest = args.get(2);
     let ks = store.db(db);
-    ks.remove(dest, now);
+    let existed = ks.remove(dest, now).is_some();
     if !result.is_empty() {
         let mut entry = Entry::new(dest, Value::Str(&result), 0, lru_clock(now));
         entry.mark_raw();
         ks.insert(entry);
+        ks.notify(notify::STRING, "set", dest);
+    } else if existed {
+        ks.notify(notify::GENERIC, "del", dest);
     }
     out.int(result.len() as i64);
 }

@@ -8,6 +8,7 @@ use crate::access;
 use crate::decimal;
 use crate::dense::Dense;
 use crate::errors::{self, int_arg};
+use crate::notify;
 use crate::object::{EncodingLimits, Kind, Object, ObjectRef};
 use crate::pack;
 use crate::rng::{self, Rng};
@@ -233,9 +234,12 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
                     .filter(|&i| set(h, pairs.get(i), pairs.get(i + 1), limits))
                     .count()
             })
-            .map(|added| match cmd {
-                Cmd::HSet => out.int(added.unwrap_or(0) as i64),
-                _ => out.ok(),
+            .map(|added| {
+                access::announce(store, db, now, notify::HASH, "hset", key);
+                match cmd {
+                    Cmd::HSet => out.int(added.unwrap_or(0) as i64),
+                    _ => out.ok(),
+                }
             })
         }
         Cmd::HSetNx => access::write(store, db, key, now, Kind::Hash, true, |h, limits| {
@@ -245,11 +249,23 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
             }
             absent
         })
-        .map(|added| out.int(added.unwrap_or(false) as i64)),
+        .map(|added| {
+            let added = added.unwrap_or(false);
+            if added {
+                access::announce(store, db, now, notify::HASH, "hset", key);
+            }
+            out.int(added as i64)
+        }),
         Cmd::HDel => access::write(store, db, key, now, Kind::Hash, false, |h, _| {
             args.tail(2).iter().filter(|f| remove(h, f)).count()
         })
-        .map(|removed| out.int(removed.unwrap_or(0) as i64)),
+        .map(|removed| {
+            let removed = removed.unwrap_or(0);
+            if removed > 0 {
+                access::announce(store, db, now, notify::HASH, "hdel", key);
+            }
+            out.int(removed as i64)
+        }),
         Cmd::HIncrBy => return incr_by(store, db, now, args, out),
         Cmd::HIncrByFloat => return incr_by_float(store, db, now, args, out),
         _ => return out.error("ERR not a hash write"),
@@ -302,7 +318,10 @@ fn incr_by(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWr
         ))
     });
     match result {
-        Ok(n) => out.int(n),
+        Ok(n) => {
+            access::announce(store, db, now, notify::HASH, "hincrby", args.get(1));
+            out.int(n)
+        }
         Err(e) => out.error(e),
     }
 }
@@ -320,7 +339,10 @@ fn incr_by_float(store: &mut Store, db: usize, now: u64, args: Args, out: &mut R
         Ok((sum.clone().into_bytes(), sum))
     });
     match result {
-        Ok(sum) => out.bulk(sum.as_bytes()),
+        Ok(sum) => {
+            access::announce(store, db, now, notify::HASH, "hincrbyfloat", args.get(1));
+            out.bulk(sum.as_bytes())
+        }
         Err(e) => out.error(e),
     }
 }

@@ -11,6 +11,7 @@
 use crate::entry::{Entry, Value};
 use crate::errors;
 use crate::keyspace::lru_clock;
+use crate::notify;
 use crate::store::{Request, Store};
 use tessera_protocol::{Args, Cmd, ReplyWriter};
 
@@ -286,6 +287,7 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
             }
             if changed {
                 store_registers(store, db, key, now, &registers, dense);
+                store.notify(db, notify::STRING, "pfadd", key);
             }
             out.int(changed as i64);
         }
@@ -306,6 +308,7 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
                 }
             }
             store_registers(store, db, key, now, &merged, any_dense);
+            store.notify(db, notify::STRING, "pfadd", key);
             out.ok();
         }
         _ => out.error(errors::SYNTAX),

@@ -6,6 +6,7 @@ use crate::entry::{Encoding, Entry};
 use crate::errors::{self, int_arg, Error};
 use crate::glob;
 use crate::keyspace::lru_clock;
+use crate::notify;
 use crate::object::Kind;
 use crate::store::{Request, Store};
 use tessera_protocol::ReplyWriter;
@@ -329,11 +330,14 @@ pub fn apply_del(
     out: &mut ReplyWriter,
 ) {
     let ks = store.db(db);
-    let removed = keys
-        .iter()
-        .filter(|key| ks.remove(key, now).is_some())
-        .count();
-    out.int(removed as i64);
+    let mut removed = 0;
+    for key in keys.iter() {
+        if ks.remove(key, now).is_some() {
+            ks.notify(notify::GENERIC, "del", key);
+            removed += 1;
+        }
+    }
+    out.int(removed);
 }
 
 pub fn apply_expire(
@@ -363,19 +367,27 @@ pub fn apply_expire(
     }
     if at <= now as i64 {
         ks.remove(key, now);
+        ks.notify(notify::GENERIC, "del", key);
     } else {
         ks.modify(key, now, |e| e.set_expire_at(Some(at as u64)));
+        ks.notify(notify::GENERIC, "expire", key);
     }
     out.int(1);
 }
 
 pub fn apply_persist(store: &mut Store, db: usize, now: u64, key: &[u8], out: &mut ReplyWriter) {
-    let changed = store.db(db).modify(key, now, |e| {
-        let had = e.expire_at().is_some();
-        e.set_expire_at(None);
-        had
-    });
-    out.int(changed.unwrap_or(false) as i64);
+    let ks = store.db(db);
+    let changed = ks
+        .modify(key, now, |e| {
+            let had = e.expire_at().is_some();
+            e.set_expire_at(None);
+            had
+        })
+        .unwrap_or(false);
+    if changed {
+        ks.notify(notify::GENERIC, "persist", key);
+    }
+    out.int(changed as i64);
 }
 
 pub fn apply_rename(
@@ -401,6 +413,8 @@ pub fn apply_rename(
         return out.error(errors::NO_SUCH_KEY);
     };
     ks.insert(old.renamed(dst));
+    ks.notify(notify::GENERIC, "rename_from", src);
+    ks.notify(notify::GENERIC, "rename_to", dst);
     if only_new {
         out.int(1)
     } else {
@@ -428,5 +442,6 @@ pub fn apply_copy(
         return out.int(0);
     }
     target.insert(copy);
+    target.notify(notify::GENERIC, "copy_to", dst);
     out.int(1);
 }

@@ -6,6 +6,7 @@
 //! up by the slot the router already knows and a fast seeded hash within it.
 
 use crate::entry::Entry;
+use crate::notify;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -37,6 +38,9 @@ pub struct Keyspace {
     awaited: HashMap<Box<[u8]>, u32>,
     /// Awaited keys written since the core last looked.
     ready: Vec<Box<[u8]>>,
+    /// The `notify-keyspace-events` classes on, and the events since the core last looked.
+    notify_flags: u32,
+    events: Vec<(&'static str, Box<[u8]>)>,
 }
 
 #[derive(Default)]
@@ -72,6 +76,8 @@ impl Keyspace {
             watched: HashMap::new(),
             awaited: HashMap::new(),
             ready: Vec::new(),
+            notify_flags: 0,
+            events: Vec::new(),
         }
     }
 
@@ -85,6 +91,22 @@ impl Keyspace {
         if !self.awaited.is_empty() && self.awaited.contains_key(key) {
             self.mark_ready(key);
         }
+    }
+
+    pub fn set_notify_flags(&mut self, flags: u32) {
+        self.notify_flags = flags;
+    }
+
+    /// Records `event` on `key` if its class is on.
+    pub fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        if notify::enabled(self.notify_flags, class) {
+            self.events.push((event, key.into()));
+        }
+    }
+
+    /// The events recorded since the last call.
+    pub fn take_events(&mut self) -> Vec<(&'static str, Box<[u8]>)> {
+        std::mem::take(&mut self.events)
     }
 
     /// Notes one more blocked client waiting on `key`.
@@ -214,6 +236,9 @@ impl Keyspace {
             self.keys -= 1;
             self.memory -= entry.memory();
             self.expired += 1;
+            if notify::enabled(self.notify_flags, notify::EXPIRED) {
+                self.events.push(("expired", key.into()));
+            }
             return None;
         }
         let entry = found.into_mut();
@@ -267,8 +292,15 @@ impl Keyspace {
             volatile,
             memory,
             expired,
+            notify_flags,
+            events,
             ..
         } = self;
+        let mut notify = |class: u32, event: &'static str| {
+            if notify::enabled(*notify_flags, class) {
+                events.push((event, key.into()));
+            }
+        };
         let table = &mut slots[slot];
         let mut account = |entry: &Entry, sign: isize| {
             *memory = (*memory as isize + sign * entry.memory() as isize) as usize;
@@ -287,6 +319,7 @@ impl Keyspace {
                 let live = !occupied.get().is_expired(now_ms);
                 if !live {
                     *expired += 1;
+                    notify(notify::EXPIRED, "expired");
                 }
                 let (replacement, result) = if live {
                     let current = occupied.get_mut();
@@ -296,7 +329,12 @@ impl Keyspace {
                     write(None)
                 };
                 match replacement {
-                    Some(entry) => *occupied.get_mut() = entry,
+                    Some(entry) => {
+                        if !live {
+                            notify(notify::NEW, "new");
+                        }
+                        *occupied.get_mut() = entry
+                    }
                     None if live => {}
                     None => {
                         occupied.remove();
@@ -313,6 +351,7 @@ impl Keyspace {
                     account(&entry, 1);
                     vacant.insert(entry);
                     *keys += 1;
+                    notify(notify::NEW, "new");
                 }
                 result
             }
@@ -321,6 +360,19 @@ impl Keyspace {
 
     /// Stores `entry`, replacing any entry with the same key (live or expired).
     pub fn insert(&mut self, entry: Entry) {
+        let key: Option<Box<[u8]>> =
+            notify::enabled(self.notify_flags, notify::NEW).then(|| entry.key().into());
+        if self.insert_quietly(entry) {
+            if let Some(key) = key {
+                self.events.push(("new", key));
+            }
+        }
+    }
+
+    /// Stores `entry` like `insert` without announcing a new key: a value moved or written
+    /// back from another core, whose events the command that produced it reports. Returns
+    /// whether the key is new.
+    pub fn insert_quietly(&mut self, entry: Entry) -> bool {
         self.written(entry.key());
         let (slot, hash) = self.locate(entry.key());
         let hasher = &self.hasher;
@@ -344,10 +396,12 @@ impl Keyspace {
                     table.volatile -= 1;
                     self.volatile -= 1;
                 }
+                false
             }
             hashbrown::hash_table::Entry::Vacant(vacant) => {
                 vacant.insert(entry);
                 self.keys += 1;
+                true
             }
         }
     }
@@ -371,6 +425,7 @@ impl Keyspace {
         }
         if entry.is_expired(now_ms) {
             self.expired += 1;
+            self.notify(notify::EXPIRED, "expired", key);
             return None;
         }
         Some(entry)
@@ -442,10 +497,15 @@ impl Keyspace {
             examined += table.table.len();
             let mut freed_memory = 0;
             let mut freed_volatile = 0;
+            let announce = notify::enabled(self.notify_flags, notify::EXPIRED);
+            let events = &mut self.events;
             table.table.retain(|e| {
                 if e.is_expired(now_ms) {
                     freed_memory += e.memory();
                     freed_volatile += 1;
+                    if announce {
+                        events.push(("expired", e.key().into()));
+                    }
                     false
                 } else {
                     true

@@ -16,6 +16,7 @@ pub mod hll;
 pub mod keys;
 pub mod keyspace;
 pub mod lists;
+pub mod notify;
 pub mod object;
 pub mod pack;
 pub mod prefetch;

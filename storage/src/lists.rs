@@ -7,6 +7,7 @@
 
 use crate::access;
 use crate::errors::{self, int_arg, Error};
+use crate::notify;
 use crate::object::{EncodingLimits, Kind, Object, ObjectRef, QuickList};
 use crate::pack;
 use crate::store::{Request, Store};
@@ -272,7 +273,13 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
                     q.len
                 })
             })
-            .map(|n| out.int(n.unwrap_or(0) as i64))
+            .map(|n| {
+                if n.is_some() {
+                    let event = if front { "lpush" } else { "rpush" };
+                    access::announce(store, db, now, notify::LIST, event, key);
+                }
+                out.int(n.unwrap_or(0) as i64)
+            })
         }
         Cmd::LPop | Cmd::RPop => return pop(store, db, now, cmd == Cmd::LPop, args, out),
         Cmd::LSet => return set(store, db, now, args, out),
@@ -333,6 +340,9 @@ fn pop(store: &mut Store, db: usize, now: u64, front: bool, args: Args, out: &mu
                 .collect::<Vec<_>>()
         })
     });
+    if matches!(&popped, Ok(Some(p)) if !p.is_empty()) {
+        announce_pop(store, db, now, front, args.get(1));
+    }
     match (popped, count) {
         (Err(e), _) => out.error(e),
         (Ok(None), None) => out.null(),
@@ -363,7 +373,10 @@ fn set(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter
     match result {
         Err(e) | Ok(Some(Err(e))) => out.error(e),
         Ok(None) => out.error(errors::NO_SUCH_KEY),
-        Ok(Some(Ok(()))) => out.ok(),
+        Ok(Some(Ok(()))) => {
+            access::announce(store, db, now, notify::LIST, "lset", args.get(1));
+            out.ok()
+        }
     }
 }
 
@@ -401,7 +414,12 @@ fn insert(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWri
     );
     match result {
         Err(e) => out.error(e),
-        Ok(n) => out.int(n.unwrap_or(0)),
+        Ok(n) => {
+            if n.is_some_and(|n| n > 0) {
+                access::announce(store, db, now, notify::LIST, "linsert", args.get(1));
+            }
+            out.int(n.unwrap_or(0))
+        }
     }
 }
 
@@ -458,7 +476,12 @@ fn remove(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWri
     );
     match result {
         Err(e) => out.error(e),
-        Ok(n) => out.int(n.unwrap_or(0) as i64),
+        Ok(n) => {
+            if n.is_some_and(|n| n > 0) {
+                access::announce(store, db, now, notify::LIST, "lrem", args.get(1));
+            }
+            out.int(n.unwrap_or(0) as i64)
+        }
     }
 }
 
@@ -480,8 +503,19 @@ fn trim(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWrite
     });
     match result {
         Err(e) => out.error(e),
-        Ok(_) => out.ok(),
+        Ok(trimmed) => {
+            if trimmed.is_some() {
+                access::announce(store, db, now, notify::LIST, "ltrim", args.get(1));
+            }
+            out.ok()
+        }
     }
+}
+
+/// A pop's event (`lpop` or `rpop`), and `del` if it emptied the list.
+fn announce_pop(store: &mut Store, db: usize, now: u64, front: bool, key: &[u8]) {
+    let event = if front { "lpop" } else { "rpop" };
+    access::announce(store, db, now, notify::LIST, event, key);
 }
 
 /// LEFT (the head: true) or RIGHT (the tail: false).
@@ -495,8 +529,6 @@ fn side(word: &[u8]) -> Option<bool> {
     }
 }
 
-/// LMOVE / RPOPLPUSH: pops from one end of the source and pushes to one end of the
-/// destination (the same list rotates).
 /// LMOVE / RPOPLPUSH, and the attempt of BLMOVE / BRPOPLPUSH (`blocking`), which reply
 /// with a null array when the source is empty: the caller then waits.
 fn move_element(
@@ -528,7 +560,12 @@ fn move_element(
         push(l, &element, to_head, limits)
     });
     match pushed {
-        Ok(_) => out.bulk(&element),
+        Ok(_) => {
+            let event = if to_head { "lpush" } else { "rpush" };
+            access::announce(store, db, now, notify::LIST, event, dst);
+            announce_pop(store, db, now, from_head, src);
+            out.bulk(&element)
+        }
         Err(e) => out.error(e),
     }
 }
@@ -553,6 +590,7 @@ fn first_pop(
         match popped {
             Err(e) => return out.error(e),
             Ok(Some(Some(element))) => {
+                announce_pop(store, db, now, front, key);
                 out.array(2);
                 out.bulk(key);
                 return out.bulk(&element);
@@ -619,6 +657,7 @@ fn multi_pop(store: &mut Store, db: usize, now: u64, args: Args, out: &mut Reply
             Err(e) => return out.error(e),
             Ok(None) => continue,
             Ok(Some(elements)) => {
+                announce_pop(store, db, now, from_head, key);
                 out.array(2);
                 out.bulk(key);
                 out.array(elements.len());

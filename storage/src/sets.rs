@@ -8,6 +8,7 @@
 use crate::access;
 use crate::dense::Dense;
 use crate::errors::{self, int_arg};
+use crate::notify;
 use crate::object::{EncodingLimits, Kind, Object, ObjectRef};
 use crate::pack;
 use crate::rng::{self, Rng};
@@ -372,14 +373,25 @@ pub fn apply(
 ) {
     let key = args.get(1);
     let result = match cmd {
-        Cmd::SAdd => access::write(store, db, key, now, Kind::Set, true, |s, limits| {
-            args.tail(2).iter().filter(|m| add(s, m, limits)).count()
-        })
-        .map(|added| out.int(added.unwrap_or(0) as i64)),
-        Cmd::SRem => access::write(store, db, key, now, Kind::Set, false, |s, _| {
-            args.tail(2).iter().filter(|m| remove(s, m)).count()
-        })
-        .map(|removed| out.int(removed.unwrap_or(0) as i64)),
+        Cmd::SAdd | Cmd::SRem => {
+            let adding = cmd == Cmd::SAdd;
+            access::write(store, db, key, now, Kind::Set, adding, |s, limits| {
+                let members = args.tail(2);
+                if adding {
+                    members.iter().filter(|m| add(s, m, limits)).count()
+                } else {
+                    members.iter().filter(|m| remove(s, m)).count()
+                }
+            })
+            .map(|changed| {
+                let changed = changed.unwrap_or(0);
+                if changed > 0 {
+                    let event = if adding { "sadd" } else { "srem" };
+                    access::announce(store, db, now, notify::SET, event, key);
+                }
+                out.int(changed as i64)
+            })
+        }
         Cmd::SPop => return pop(store, db, now, args, seed, out),
         Cmd::SInterStore | Cmd::SUnionStore | Cmd::SDiffStore => {
             let combined = match combine(store, db, now, cmd, args.tail(2)) {
@@ -387,17 +399,14 @@ pub fn apply(
                 Err(e) => return out.error(e),
             };
             let limits = store.limits;
-            let ks = store.db(db);
-            ks.remove(key, now);
-            if !combined.is_empty() {
-                let set = from_members(combined.iter().map(Vec::as_slice), &limits);
-                ks.insert(crate::entry::Entry::new_object(
-                    key,
-                    set,
-                    0,
-                    crate::keyspace::lru_clock(now),
-                ));
-            }
+            let set = (!combined.is_empty())
+                .then(|| from_members(combined.iter().map(Vec::as_slice), &limits));
+            let event = match cmd {
+                Cmd::SInterStore => "sinterstore",
+                Cmd::SUnionStore => "sunionstore",
+                _ => "sdiffstore",
+            };
+            access::replace(store, db, now, key, set, (notify::SET, event));
             return out.int(combined.len() as i64);
         }
         Cmd::SMove => return move_member(store, db, now, args, out),
@@ -426,12 +435,18 @@ fn move_member(store: &mut Store, db: usize, now: u64, args: Args, out: &mut Rep
         remove(s, member)
     })
     .and_then(|_| {
+        access::announce(store, db, now, notify::SET, "srem", src);
         access::write(store, db, dst, now, Kind::Set, true, |s, limits| {
             add(s, member, limits)
         })
     });
     match moved {
-        Ok(_) => out.int(1),
+        Ok(added) => {
+            if added == Some(true) {
+                access::announce(store, db, now, notify::SET, "sadd", dst);
+            }
+            out.int(1)
+        }
         Err(e) => out.error(e),
     }
 }
@@ -456,6 +471,9 @@ fn pop(store: &mut Store, db: usize, now: u64, args: Args, seed: u64, out: &mut 
             })
             .collect::<Vec<_>>()
     });
+    if matches!(&popped, Ok(Some(p)) if !p.is_empty()) {
+        access::announce(store, db, now, notify::SET, "spop", args.get(1));
+    }
     match (popped, count) {
         (Err(e), _) => out.error(e),
         (Ok(popped), None) => match popped.and_then(|mut p| p.pop()) {

@@ -6,6 +6,7 @@ use crate::effect::Effect;
 use crate::errors::Error;
 use crate::keyspace::lru_clock;
 use crate::keyspace::Keyspace;
+use crate::notify::{self, Event};
 use crate::object::{EncodingLimits, ObjectRef};
 use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, strings, zsets};
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter};
@@ -39,6 +40,8 @@ pub struct Store {
     /// When compact collections convert to their large forms.
     pub limits: EncodingLimits,
     pub stats: LookupStats,
+    /// The `notify-keyspace-events` classes on.
+    notify_flags: u32,
 }
 
 impl Store {
@@ -48,6 +51,7 @@ impl Store {
             max_bulk_len: tessera_protocol::parse::DEFAULT_MAX_BULK_LEN,
             limits: EncodingLimits::default(),
             stats: LookupStats::default(),
+            notify_flags: 0,
         }
     }
 
@@ -57,14 +61,50 @@ impl Store {
 
     /// Database `db`, created on first use.
     pub fn db(&mut self, db: usize) -> &mut Keyspace {
-        self.dbs[db].get_or_insert_with(Default::default)
+        let flags = self.notify_flags;
+        self.dbs[db].get_or_insert_with(|| new_keyspace(flags))
     }
 
     pub(crate) fn db_and_stats(&mut self, db: usize) -> (&mut Keyspace, &mut LookupStats) {
+        let flags = self.notify_flags;
         (
-            self.dbs[db].get_or_insert_with(Default::default),
+            self.dbs[db].get_or_insert_with(|| new_keyspace(flags)),
             &mut self.stats,
         )
+    }
+
+    pub fn notify_flags(&self) -> u32 {
+        self.notify_flags
+    }
+
+    /// Turns keyspace notification classes on or off (`notify-keyspace-events`).
+    pub fn set_notify_flags(&mut self, flags: u32) {
+        self.notify_flags = flags;
+        for ks in self.dbs.iter_mut().flatten() {
+            ks.set_notify_flags(flags);
+        }
+    }
+
+    /// Records `event` on `key` in database `db` if its class is on.
+    pub fn notify(&mut self, db: usize, class: u32, event: &'static str, key: &[u8]) {
+        if notify::enabled(self.notify_flags, class) {
+            self.db(db).notify(class, event, key);
+        }
+    }
+
+    /// The events recorded since the last call, database by database.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (db, ks) in self.dbs.iter_mut().enumerate() {
+            if let Some(ks) = ks {
+                events.extend(ks.take_events().into_iter().map(|(event, key)| Event {
+                    db,
+                    event,
+                    key,
+                }));
+            }
+        }
+        events
     }
 
     /// Database `db` if it was ever written.
@@ -209,7 +249,7 @@ impl Store {
                 let limits = self.limits;
                 match dump::entry_from(key, value, expire_at, lru_clock(now), &limits) {
                     Some(entry) => {
-                        self.db(db).insert(entry);
+                        self.db(db).insert_quietly(entry);
                         out.ok();
                     }
                     None => out.error("ERR DUMP payload version or checksum are wrong"),
@@ -250,6 +290,12 @@ impl Store {
             std::thread::spawn(move || drop(old));
         }
     }
+}
+
+fn new_keyspace(notify_flags: u32) -> Box<Keyspace> {
+    let mut ks = Box::<Keyspace>::default();
+    ks.set_notify_flags(notify_flags);
+    ks
 }
 
 /// Turns a write command into its effect, or the error it must get.

@@ -7,6 +7,7 @@ use crate::effect::{Effect, ExpiryChange, SetCond, SetExpiry, SetReply};
 use crate::entry::{encode_string, Entry, Value};
 use crate::errors::{self, int_arg, Error};
 use crate::keyspace::lru_clock;
+use crate::notify;
 use crate::store::{Request, Store};
 use tessera_protocol::{Args, ReplyWriter};
 
@@ -469,11 +470,12 @@ pub struct SetArgs<'a> {
 }
 
 pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut ReplyWriter) {
-    store.db(db).upsert(set.key, now, |old| {
+    let ks = store.db(db);
+    let written = ks.upsert(set.key, now, |old| {
         let reads_old = set.reply == SetReply::Old || matches!(set.cond, SetCond::Equal(_));
         if reads_old && old.as_ref().is_some_and(|e| e.object().is_some()) {
             out.error(errors::WRONGTYPE);
-            return (None, ());
+            return (None, false);
         }
         let proceed = match set.cond {
             SetCond::Always => true,
@@ -494,7 +496,7 @@ pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut
             SetReply::Ok => out.null(),
         }
         if !proceed {
-            return (None, ());
+            return (None, false);
         }
         let value = encode_string(set.value);
         match old {
@@ -506,7 +508,7 @@ pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut
                     SetExpiry::Keep => {}
                     SetExpiry::At(at) => entry.set_expire_at(Some(at)),
                 }
-                (None, ())
+                (None, true)
             }
             None => {
                 let expire_at = match set.expiry {
@@ -515,11 +517,17 @@ pub fn apply_set(store: &mut Store, db: usize, now: u64, set: SetArgs, out: &mut
                 };
                 (
                     Some(Entry::new(set.key, value, expire_at, lru_clock(now))),
-                    (),
+                    true,
                 )
             }
         }
     });
+    if written {
+        ks.notify(notify::STRING, "set", set.key);
+        if matches!(set.expiry, SetExpiry::At(_)) {
+            ks.notify(notify::GENERIC, "expire", set.key);
+        }
+    }
 }
 
 pub fn apply_getdel(store: &mut Store, db: usize, now: u64, key: &[u8], out: &mut ReplyWriter) {
@@ -530,6 +538,7 @@ pub fn apply_getdel(store: &mut Store, db: usize, now: u64, key: &[u8], out: &mu
         Some(Ok(value)) => {
             write_value(out, value);
             ks.remove(key, now);
+            ks.notify(notify::GENERIC, "del", key);
         }
     }
 }
@@ -557,13 +566,18 @@ pub fn apply_getex(
         ExpiryChange::Rejected(_) => {}
         ExpiryChange::Keep => {}
         ExpiryChange::Persist => {
-            ks.modify(key, now, |e| e.set_expire_at(None));
+            if entry.expire_at().is_some() {
+                ks.modify(key, now, |e| e.set_expire_at(None));
+                ks.notify(notify::GENERIC, "persist", key);
+            }
         }
         ExpiryChange::At(at) if at <= now as i64 => {
             ks.remove(key, now);
+            ks.notify(notify::GENERIC, "del", key);
         }
         ExpiryChange::At(at) => {
             ks.modify(key, now, |e| e.set_expire_at(Some(at as u64)));
+            ks.notify(notify::GENERIC, "expire", key);
         }
     }
 }
@@ -595,6 +609,7 @@ pub fn apply_mset(
             0,
             lru_clock(now),
         ));
+        ks.notify(notify::STRING, "set", pairs.get(i));
     }
 }
 
@@ -623,12 +638,13 @@ pub fn apply_append(
     });
     match result {
         Some(Ok(len)) => out.int(len as i64),
-        Some(Err(e)) => out.error(e),
+        Some(Err(e)) => return out.error(e),
         None => {
             ks.insert(Entry::new(key, encode_string(value), 0, lru_clock(now)));
             out.int(value.len() as i64);
         }
     }
+    ks.notify(notify::STRING, "append", key);
 }
 
 pub fn apply_setrange(
@@ -660,9 +676,9 @@ pub fn apply_setrange(
     });
     match result {
         Some(Ok(len)) => out.int(len as i64),
-        Some(Err(e)) => out.error(e),
-        None if value.is_empty() => out.int(0),
-        None if too_long => out.error(errors::TOO_LONG),
+        Some(Err(e)) => return out.error(e),
+        None if value.is_empty() => return out.int(0),
+        None if too_long => return out.error(errors::TOO_LONG),
         None => {
             let mut fresh = vec![0u8; offset + value.len()];
             fresh[offset..].copy_from_slice(value);
@@ -671,6 +687,9 @@ pub fn apply_setrange(
             ks.insert(entry);
             out.int(fresh.len() as i64);
         }
+    }
+    if !value.is_empty() {
+        ks.notify(notify::STRING, "setrange", key);
     }
 }
 
@@ -694,12 +713,13 @@ pub fn apply_incrby(
     });
     match result {
         Some(Ok(n)) => out.int(n),
-        Some(Err(e)) => out.error(e),
+        Some(Err(e)) => return out.error(e),
         None => {
             ks.insert(Entry::new(key, Value::Int(delta), 0, lru_clock(now)));
             out.int(delta);
         }
     }
+    ks.notify(notify::STRING, "incrby", key);
 }
 
 pub fn apply_incrbyfloat(
@@ -733,7 +753,10 @@ pub fn apply_incrbyfloat(
         }),
     };
     match result {
-        Ok(sum) => out.bulk(sum.as_bytes()),
+        Ok(sum) => {
+            out.bulk(sum.as_bytes());
+            ks.notify(notify::STRING, "incrbyfloat", key);
+        }
         Err(e) => out.error(e),
     }
 }

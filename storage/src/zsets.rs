@@ -9,6 +9,7 @@ use crate::access;
 use crate::errors::{self, float_arg, int_arg, Error};
 use crate::glob;
 use crate::keys::parse_scan;
+use crate::notify;
 use crate::object::{EncodingLimits, Kind, Object, ObjectRef};
 use crate::pack;
 use crate::ranked::Ranked;
@@ -850,7 +851,10 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
                 Ok(score)
             })
             .and_then(|r| r.expect("created"))
-            .map(|score| out.double(score))
+            .map(|score| {
+                access::announce(store, db, now, notify::ZSET, "zincr", key);
+                out.double(score)
+            })
         }
         Cmd::ZRem => access::write(store, db, key, now, Kind::ZSet, false, |z, _| {
             args.tail(2)
@@ -858,7 +862,13 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
                 .filter(|m| remove(z, m).is_some())
                 .count()
         })
-        .map(|removed| out.int(removed.unwrap_or(0) as i64)),
+        .map(|removed| {
+            let removed = removed.unwrap_or(0);
+            if removed > 0 {
+                access::announce(store, db, now, notify::ZSET, "zrem", key);
+            }
+            out.int(removed as i64)
+        }),
         Cmd::ZRemRangeByRank | Cmd::ZRemRangeByScore | Cmd::ZRemRangeByLex => {
             return remove_range(store, db, now, cmd, args, out)
         }
@@ -878,7 +888,12 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
             return match combine(store, db, now, cmd, args, 2) {
                 Ok(Combined::Elements(elements, _)) => {
                     let stored = elements.iter().map(|(m, s)| (m.as_slice(), *s));
-                    replace_with(store, db, now, key, stored);
+                    let event = match cmd {
+                        Cmd::ZUnionStore => "zunionstore",
+                        Cmd::ZInterStore => "zinterstore",
+                        _ => "zdiffstore",
+                    };
+                    replace_with(store, db, now, key, event, stored);
                     out.int(elements.len() as i64)
                 }
                 Ok(Combined::Count(n)) => out.int(n as i64),
@@ -892,26 +907,19 @@ pub fn apply(store: &mut Store, db: usize, now: u64, cmd: Cmd, args: Args, out: 
     }
 }
 
-/// Replaces whatever `key` holds with a sorted set of `elements` (deleting it when empty).
+/// Replaces whatever `key` holds with a sorted set of `elements` (deleting it when empty)
+/// and records `event`.
 fn replace_with<'m>(
     store: &mut Store,
     db: usize,
     now: u64,
     key: &[u8],
+    event: &'static str,
     elements: impl ExactSizeIterator<Item = (&'m [u8], f64)>,
 ) {
     let limits = store.limits;
-    let ks = store.db(db);
-    ks.remove(key, now);
-    if elements.len() > 0 {
-        let zset = from_elements(elements, &limits);
-        ks.insert(crate::entry::Entry::new_object(
-            key,
-            zset,
-            0,
-            crate::keyspace::lru_clock(now),
-        ));
-    }
+    let zset = (elements.len() > 0).then(|| from_elements(elements, &limits));
+    access::replace(store, db, now, key, zset, (notify::ZSET, event));
 }
 
 /// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...].
@@ -990,7 +998,14 @@ fn add(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWriter
         }
         Ok((added, changed, last))
     });
-    match written.map(|r| r.unwrap_or(Ok((0, 0, None)))) {
+    let written = written.map(|r| r.unwrap_or(Ok((0, 0, None))));
+    if let Ok(Ok((added, changed, _))) = written {
+        if added + changed > 0 {
+            let event = if incr { "zincr" } else { "zadd" };
+            access::announce(store, db, now, notify::ZSET, event, args.get(1));
+        }
+    }
+    match written {
         Err(e) | Ok(Err(e)) => out.error(e),
         Ok(Ok((_, _, last))) if incr => reply_score(out, last),
         Ok(Ok((added, changed, _))) => out.int(if ch { added + changed } else { added }),
@@ -1038,7 +1053,18 @@ fn remove_range(
         doomed.len()
     });
     match removed {
-        Ok(n) => out.int(n.unwrap_or(0) as i64),
+        Ok(n) => {
+            let n = n.unwrap_or(0);
+            if n > 0 {
+                let event = match cmd {
+                    Cmd::ZRemRangeByRank => "zremrangebyrank",
+                    Cmd::ZRemRangeByScore => "zremrangebyscore",
+                    _ => "zremrangebylex",
+                };
+                access::announce(store, db, now, notify::ZSET, event, args.get(1));
+            }
+            out.int(n as i64)
+        }
         Err(e) => out.error(e),
     }
 }
@@ -1072,6 +1098,9 @@ fn pop(store: &mut Store, db: usize, now: u64, args: Args, min: bool, out: &mut 
     let popped = access::write(store, db, args.get(1), now, Kind::ZSet, false, |z, _| {
         pop_elements(z, count.unwrap_or(1), min)
     });
+    if matches!(&popped, Ok(Some(p)) if !p.is_empty()) {
+        announce_pop(store, db, now, min, args.get(1));
+    }
     match popped {
         Err(e) => out.error(e),
         Ok(popped) => {
@@ -1105,6 +1134,7 @@ fn first_pop(store: &mut Store, db: usize, now: u64, args: Args, min: bool, out:
         match popped {
             Err(e) => return out.error(e),
             Ok(Some(Some((member, score)))) => {
+                announce_pop(store, db, now, min, key);
                 out.array(3);
                 out.bulk(key);
                 out.bulk(&member);
@@ -1114,6 +1144,12 @@ fn first_pop(store: &mut Store, db: usize, now: u64, args: Args, min: bool, out:
         }
     }
     out.null_array();
+}
+
+/// A pop's event (`zpopmin` or `zpopmax`), and `del` if it emptied the set.
+fn announce_pop(store: &mut Store, db: usize, now: u64, min: bool, key: &[u8]) {
+    let event = if min { "zpopmin" } else { "zpopmax" };
+    access::announce(store, db, now, notify::ZSET, event, key);
 }
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: pops from the first non-empty set.
@@ -1130,6 +1166,7 @@ fn multi_pop(store: &mut Store, db: usize, now: u64, args: Args, out: &mut Reply
             Err(e) => return out.error(e),
             Ok(None) => continue,
             Ok(Some(popped)) => {
+                announce_pop(store, db, now, min, key);
                 out.array(2);
                 out.bulk(key);
                 out.array(popped.len());
@@ -1167,6 +1204,7 @@ fn range_store(store: &mut Store, db: usize, now: u64, args: Args, out: &mut Rep
         db,
         now,
         args.get(1),
+        "zrangestore",
         selected.iter().map(|(m, s)| (m.as_slice(), *s)),
     );
     out.int(selected.len() as i64);

@@ -6,4 +6,5 @@ mod harness;
 mod keyspace;
 mod multicore;
 mod robustness;
+mod sorted_blocking;
 mod strings;
