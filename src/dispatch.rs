@@ -128,6 +128,12 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
     if crate::blocking::is_blocking(spec.cmd) {
         return crate::blocking::start(core, conn, idx, spec, args);
     }
+    if multi::sorts_by_patterns(core, spec, args) {
+        let (db, resp3) = (conn.db, conn.resp3);
+        return run_multi(core, conn, idx, |core| {
+            multi::sort_by_patterns(core, db, resp3, spec, args)
+        });
+    }
     let mut owner = None;
     let mut spans_cores = false;
     for pos in spec.keys_in(&args) {

@@ -6,11 +6,14 @@
 
 use crate::core::{Core, Work};
 use std::any::Any;
+use std::collections::HashMap;
 use std::ops::Range;
 use tessera_protocol::reply::push_int;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter};
 use tessera_storage::dump::entry_from;
 use tessera_storage::notify::Event;
+use tessera_storage::object::Kind;
+use tessera_storage::sort;
 use tessera_storage::{Effect, Request};
 
 pub type Results = Vec<Box<dyn Any + Send>>;
@@ -661,6 +664,140 @@ pub fn bulk_array(resp3: bool, items: &[Vec<u8>]) -> Step {
         out.extend_from_slice(b"\r\n");
     }
     Step::Reply(out)
+}
+
+/// Whether a request is a SORT whose patterns may name keys on other cores.
+pub fn sorts_by_patterns(core: &Core, spec: &'static CommandSpec, args: Args) -> bool {
+    matches!(spec.cmd, Cmd::Sort | Cmd::SortRo)
+        && core.shared.cores > 1
+        && sort::parse(args, spec.cmd == Cmd::SortRo).is_ok_and(|o| o.patterns().next().is_some())
+}
+
+/// A key a SORT pattern names, and the hash field after `->`.
+type PatternTarget = (Vec<u8>, Option<Vec<u8>>);
+
+/// SORT / SORT_RO whose BY or GET patterns name keys, which may live on any core: with every
+/// core reserved (so the result is one atomic read), the elements come from the key's owner,
+/// then each core answers for the pattern targets it owns, and the coordinator sorts. A
+/// STORE destination is written by its owner.
+pub fn sort_by_patterns(
+    core: &Core,
+    db: usize,
+    resp3: bool,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> MultiOp {
+    let now = core.now;
+    if let Err(e) = sort::parse(args, spec.cmd == Cmd::SortRo) {
+        return MultiOp {
+            reserve: Vec::new(),
+            step: reply_with(resp3, |w| w.error(&e)),
+        };
+    }
+    let mut request = OwnedArgs::default();
+    args.iter().for_each(|a| request.push(a));
+    let key = args.get(1).to_vec();
+    let owner_of = {
+        let shared = core.shared.clone();
+        move |key: &[u8]| shared.owner(key_slot(key))
+    };
+    let read: Work = Box::new(move |core: &mut Core| {
+        Box::new(sort::elements(&mut core.store, db, &key, now)) as Box<dyn Any + Send>
+    });
+    MultiOp {
+        reserve: (0..core.shared.cores).collect(),
+        step: Step::Calls(
+            vec![(owner_of(args.get(1)), read)],
+            Box::new(move |mut results| {
+                type Found = Result<(Kind, Vec<Vec<u8>>), &'static str>;
+                let found = results.pop().and_then(|r| r.downcast::<Found>().ok());
+                let (kind, elements) = match found.map(|f| *f) {
+                    Some(Ok(found)) => found,
+                    Some(Err(e)) => return reply_with(resp3, |w| w.error(e)),
+                    None => return reply_with(resp3, |w| w.error("ERR SORT failed")),
+                };
+                let opts = sort::parse(request.args(), false).expect("parsed above");
+                let mut targets: Vec<PatternTarget> = Vec::new();
+                for element in &elements {
+                    for pattern in opts.patterns() {
+                        if let Some(t) = sort::pattern_target(pattern, element) {
+                            if !targets.contains(&t) {
+                                targets.push(t);
+                            }
+                        }
+                    }
+                }
+                let mut by_core: Vec<(usize, Vec<PatternTarget>)> = Vec::new();
+                for t in targets {
+                    let owner = owner_of(&t.0);
+                    match by_core.iter_mut().find(|(c, _)| *c == owner) {
+                        Some((_, list)) => list.push(t),
+                        None => by_core.push((owner, vec![t])),
+                    }
+                }
+                let asked: Vec<Vec<PatternTarget>> =
+                    by_core.iter().map(|(_, t)| t.clone()).collect();
+                let calls = by_core
+                    .into_iter()
+                    .map(|(c, list)| {
+                        let work: Work = Box::new(move |core: &mut Core| {
+                            let values: Vec<Option<Vec<u8>>> = list
+                                .iter()
+                                .map(|(k, f)| {
+                                    sort::lookup(&mut core.store, db, now, k, f.as_deref())
+                                })
+                                .collect();
+                            Box::new(values) as Box<dyn Any + Send>
+                        });
+                        (c, work)
+                    })
+                    .collect();
+                Step::Calls(
+                    calls,
+                    Box::new(move |results| {
+                        let mut values: HashMap<PatternTarget, Option<Vec<u8>>> = HashMap::new();
+                        for (list, result) in asked.into_iter().zip(results) {
+                            let answers = result
+                                .downcast::<Vec<Option<Vec<u8>>>>()
+                                .map(|b| *b)
+                                .unwrap_or_default();
+                            values.extend(list.into_iter().zip(answers));
+                        }
+                        let opts = sort::parse(request.args(), false).expect("parsed above");
+                        let sorted = sort::sort(elements, kind, &opts, |pattern, element| {
+                            if pattern == b"#" {
+                                return Some(element.to_vec());
+                            }
+                            values
+                                .get(&sort::pattern_target(pattern, element)?)
+                                .cloned()
+                                .flatten()
+                        });
+                        let output = match sorted {
+                            Ok(output) => output,
+                            Err(e) => return reply_with(resp3, |w| w.error(e)),
+                        };
+                        let Some(dst) = opts.store.map(<[u8]>::to_vec) else {
+                            return reply_with(resp3, |w| sort::reply(w, &output));
+                        };
+                        let dst_owner = owner_of(&dst);
+                        let write: Work = Box::new(move |core: &mut Core| {
+                            let mut out = Vec::new();
+                            let mut w = ReplyWriter::new(&mut out, resp3);
+                            sort::store_output(&mut core.store, db, now, &dst, &output, &mut w);
+                            Box::new(out) as Box<dyn Any + Send>
+                        });
+                        Step::Calls(
+                            vec![(dst_owner, write)],
+                            Box::new(|r| {
+                                Step::Reply(r.into_iter().next().map(bytes).unwrap_or_default())
+                            }),
+                        )
+                    }),
+                )
+            }),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -230,6 +230,10 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
                     1 => w.simple("PONG"),
                     _ => w.bulk(args.get(1)),
                 }),
+                _ if multi::sorts_by_patterns(core, spec, args) => {
+                    (0..core.shared.cores).for_each(|c| reserve |= core_bit(c));
+                    multi::sort_by_patterns(core, db, resp3, spec, args).step
+                }
                 Cmd::FlushDb | Cmd::FlushAll => {
                     (0..core.shared.cores).for_each(|c| reserve |= core_bit(c));
                     let calls = (0..core.shared.cores)

@@ -105,6 +105,28 @@ impl CommandSpec {
             _ => None,
         };
         let range = match numkeys_at {
+            // The key, and the destination after STORE.
+            None if self.cmd == Cmd::Sort => {
+                let mut keys = vec![1];
+                let mut i = 2;
+                while i + 1 < args.len() {
+                    let word = args.get(i);
+                    let skip = if word.eq_ignore_ascii_case(b"LIMIT") {
+                        2
+                    } else if word.eq_ignore_ascii_case(b"STORE") {
+                        keys.truncate(1);
+                        keys.push(i + 1);
+                        1
+                    } else if word.eq_ignore_ascii_case(b"GET") || word.eq_ignore_ascii_case(b"BY")
+                    {
+                        1
+                    } else {
+                        0
+                    };
+                    i += 1 + skip;
+                }
+                keys
+            }
             None => self.key_positions(args.len()).collect::<Vec<_>>(),
             Some((at, destination)) => {
                 let count = (at < args.len())
@@ -325,6 +347,8 @@ commands! {
     Exists "exists" -2 [READONLY FAST] 1 -1 1 "generic" "1.0.0" "Determines whether one or more keys exist.";
     Touch "touch" -2 [READONLY FAST] 1 -1 1 "generic" "3.2.1" "Returns the number of existing keys out of those specified after updating the time they were last accessed.";
     Type "type" 2 [READONLY FAST] 1 1 1 "generic" "1.0.0" "Determines the type of value stored at a key.";
+    Sort "sort" -2 [WRITE DENYOOM MOVABLEKEYS] 1 1 1 "generic" "1.0.0" "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.";
+    SortRo "sort_ro" -2 [READONLY MOVABLEKEYS] 1 1 1 "generic" "7.0.0" "Returns the sorted elements of a list, a set, or a sorted set.";
     Expire "expire" -3 [WRITE FAST] 1 1 1 "generic" "1.0.0" "Sets the expiration time of a key in seconds.";
     PExpire "pexpire" -3 [WRITE FAST] 1 1 1 "generic" "2.6.0" "Sets the expiration time of a key in milliseconds.";
     ExpireAt "expireat" -3 [WRITE FAST] 1 1 1 "generic" "1.2.0" "Sets the expiration time of a key to a Unix timestamp.";

@@ -24,6 +24,7 @@ pub mod ranked;
 pub mod rng;
 pub mod scan;
 pub mod sets;
+pub mod sort;
 pub mod store;
 pub mod strings;
 pub mod zsets;

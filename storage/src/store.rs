@@ -8,7 +8,7 @@ use crate::keyspace::lru_clock;
 use crate::keyspace::Keyspace;
 use crate::notify::{self, Event};
 use crate::object::{EncodingLimits, ObjectRef};
-use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, strings, zsets};
+use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, sort, strings, zsets};
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter};
 
 /// Keys above which a flushed keyspace is freed off the core's thread (Redis's
@@ -189,6 +189,7 @@ impl Store {
             Cmd::PExpireTime => keys::ttl(self, req, true, true, out),
             Cmd::Object => keys::object(self, req, out),
             Cmd::Memory => keys::memory_usage(self, req, out),
+            Cmd::SortRo => sort::run(self, req.db, req.now, Cmd::SortRo, req.args, out),
             _ if req.spec.group == "hash" => hashes::read(self, req, out),
             _ if req.spec.group == "set" => sets::read(self, req, out),
             _ if req.spec.group == "list" => lists::read(self, req, out),
@@ -233,6 +234,11 @@ impl Store {
             Effect::IncrByFloat { key, increment } => {
                 strings::apply_incrbyfloat(self, db, now, key, increment, out)
             }
+            Effect::Collection {
+                cmd: Cmd::Sort,
+                args,
+                ..
+            } => sort::run(self, db, now, Cmd::Sort, args, out),
             Effect::Collection { cmd, args, seed } => match cmd.spec().group {
                 "hash" => hashes::apply(self, db, now, cmd, args, out),
                 "list" => lists::apply(self, db, now, cmd, args, out),
@@ -338,6 +344,11 @@ pub fn plan<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error
             only_new: true,
         },
         Cmd::Copy => return keys::plan_copy(req, databases),
+        Cmd::Sort => Effect::Collection {
+            cmd: Cmd::Sort,
+            args,
+            seed: 0,
+        },
         Cmd::FlushDb | Cmd::FlushAll => {
             let mode_ok = match args.len() {
                 1 => true,

@@ -13,7 +13,10 @@ ARGS = ["a", "b", "{t}c", "{t}d", "", "0", "1", "-1", "10", "-10", "922337203685
         "string", "x" * 100, "BEFORE", "AFTER", "RANK", "MAXLEN", "WITHVALUES", "hash", "list", "set",
         "-9223372036854775807", "100000000", "i8", "u63", "i64", "#3", "OVERFLOW", "SAT", "FAIL", "AND", "NOT",
         "BIT", "BYTE", "(1", "[a", "(a", "+", "-", "WITHSCORES", "WITHSCORE", "LIMIT", "BYSCORE", "BYLEX",
-        "REV", "WEIGHTS", "AGGREGATE", "MIN", "MAX", "SUM", "INCR", "CH", "zset"]
+        "REV", "WEIGHTS", "AGGREGATE", "MIN", "MAX", "SUM", "INCR", "CH", "zset", "BY", "ALPHA", "DESC",
+        "STORE", "w_*", "h_*->f", "#", "0.01"]
+
+BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP"}
 
 # COMMAND is left out: redis-py's reply callback for it cannot parse every subcommand.
 COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX", "MGET", "MSET", "MSETNX",
@@ -35,7 +38,8 @@ COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX
             "ZRANGE", "ZREVRANGE", "ZRANGEBYSCORE", "ZREVRANGEBYSCORE", "ZRANGEBYLEX", "ZREVRANGEBYLEX",
             "ZRANGESTORE", "ZREMRANGEBYRANK", "ZREMRANGEBYSCORE", "ZREMRANGEBYLEX", "ZPOPMIN", "ZPOPMAX",
             "ZMPOP", "ZRANDMEMBER", "ZSCAN", "ZUNION", "ZUNIONSTORE", "ZINTER", "ZINTERSTORE", "ZINTERCARD",
-            "ZDIFF", "ZDIFFSTORE"]
+            "ZDIFF", "ZDIFFSTORE", "SORT", "SORT_RO", "BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP",
+            "BZPOPMIN", "BZPOPMAX", "BZMPOP"]
 
 
 @pytest.mark.parametrize("seed", [20261122, 7])
@@ -49,6 +53,9 @@ def test_random_commands_always_get_a_reply(tessera, r, seed):
             args = args[:1]
         if cmd == "SETRANGE" and len(args) >= 2:
             args[1] = str(rng.randint(-5, 1000))
+        if cmd in BLOCKING and args:
+            # A blocking pop must not wait out the client's socket timeout.
+            args[0 if cmd in ("BLMPOP", "BZMPOP") else -1] = "0.01"
         try:
             client.execute_command(cmd, *args)
         except redis.ResponseError:
