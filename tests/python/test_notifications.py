@@ -46,13 +46,23 @@ def collect(pubsub):
     return by_channel
 
 
+def subscribe(pubsub, pattern):
+    """PSUBSCRIBE and wait for its confirmation, so no event published after it is missed."""
+    pubsub.psubscribe(pattern)
+    while True:
+        message = pubsub.get_message(timeout=5)
+        assert message is not None, "no PSUBSCRIBE confirmation"
+        if message["type"] == "psubscribe":
+            return
+
+
 def run_script(server, flags, script):
     client = server.client(decode_responses=True)
     client.flushall()
     client.config_set("notify-keyspace-events", flags)
     pubsub = server.client(decode_responses=True).pubsub()
     try:
-        pubsub.psubscribe("__key*@0__:*")
+        subscribe(pubsub, "__key*@0__:*")
         for command in script:
             try:
                 client.execute_command(*command)
@@ -88,7 +98,7 @@ def test_expired_keys_are_announced(server, reference):
         client.config_set("notify-keyspace-events", "Ex")
         pubsub = srv.client(decode_responses=True).pubsub()
         try:
-            pubsub.psubscribe("__keyevent@0__:expired")
+            subscribe(pubsub, "__keyevent@0__:expired")
             for command in script:
                 client.execute_command(*command)
             time.sleep(0.1)
