@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec};
 use tessera_storage::errors::timeout_arg;
+use tessera_storage::streams::parse_read;
 
 const WAITING: u8 = 0;
 const WOKEN: u8 = 1;
@@ -30,18 +31,20 @@ const DONE: u8 = 2;
 
 type Claim = Arc<AtomicU8>;
 
-pub fn is_blocking(cmd: Cmd) -> bool {
-    matches!(
-        cmd,
+/// Whether a request may wait: the blocking pops, and XREAD / XREADGROUP with BLOCK.
+pub fn is_blocking(spec: &CommandSpec, args: Args) -> bool {
+    match spec.cmd {
         Cmd::BLPop
-            | Cmd::BRPop
-            | Cmd::BLMove
-            | Cmd::BRPopLPush
-            | Cmd::BLMPop
-            | Cmd::BZPopMin
-            | Cmd::BZPopMax
-            | Cmd::BZMPop
-    )
+        | Cmd::BRPop
+        | Cmd::BLMove
+        | Cmd::BRPopLPush
+        | Cmd::BLMPop
+        | Cmd::BZPopMin
+        | Cmd::BZPopMax
+        | Cmd::BZMPop => true,
+        Cmd::XRead | Cmd::XReadGroup => parse_read(args).is_ok_and(|o| o.block.is_some()),
+        _ => false,
+    }
 }
 
 /// A client waiting on keys this core owns.
@@ -115,11 +118,15 @@ impl BlockedClients {
     }
 }
 
-/// Where the timeout of a blocking command is.
-fn timeout_at(cmd: Cmd, argc: usize) -> usize {
-    match cmd {
-        Cmd::BLMPop | Cmd::BZMPop => 1,
-        _ => argc - 1,
+/// A blocking command's timeout in ms (0: for ever): BLOCK's for the stream reads, the
+/// seconds argument (last, or first for the MPOP forms) for the pops.
+fn timeout_of(spec: &CommandSpec, args: Args) -> Result<u64, &'static str> {
+    match spec.cmd {
+        Cmd::XRead | Cmd::XReadGroup => {
+            Ok(parse_read(args).ok().and_then(|o| o.block).unwrap_or(0))
+        }
+        Cmd::BLMPop | Cmd::BZMPop => timeout_arg(args.get(1)),
+        _ => timeout_arg(args.get(args.len() - 1)),
     }
 }
 
@@ -132,7 +139,7 @@ pub fn start(
     spec: &'static CommandSpec,
     args: Args,
 ) -> Flow {
-    let timeout = match timeout_arg(args.get(timeout_at(spec.cmd, args.len()))) {
+    let timeout = match timeout_of(spec, args) {
         Ok(ms) => ms,
         Err(e) => {
             dispatch::reply(conn, |w| w.error(e));
@@ -163,8 +170,78 @@ pub fn start(
         core.blocked.deadlines.insert((at, conn.id));
     }
     core.blocked.by_conn.insert(conn.id, blocked);
-    attempt(core, conn.id);
+    match resolve_last_ids(core, conn.id, spec, args) {
+        Some(op) => core.launch(target, op, None),
+        None => attempt(core, conn.id),
+    }
     Flow::Wait
+}
+
+/// XREAD's `$` means "after the last entry when the command arrived": before the first
+/// attempt, each `$` becomes its stream's last ID (read from the key's owner), so entries
+/// added while the client waits are not skipped by a later attempt. `None` when there is
+/// no `$`.
+fn resolve_last_ids(core: &mut Core, conn: u64, spec: &CommandSpec, args: Args) -> Option<MultiOp> {
+    if spec.cmd != Cmd::XRead {
+        return None;
+    }
+    let opts = parse_read(args).ok()?;
+    let base = args.len() - opts.ids.len();
+    let wanted: Vec<(usize, Vec<u8>)> = opts
+        .keys
+        .iter()
+        .zip(opts.ids.iter())
+        .enumerate()
+        .filter(|(_, (_, id))| *id == b"$")
+        .map(|(i, (key, _))| (base + i, key.to_vec()))
+        .collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    let b = core.blocked.by_conn.get_mut(&conn)?;
+    b.attempting = true;
+    let (db, now, me) = (b.db, core.now, core.id);
+    let calls = wanted
+        .iter()
+        .map(|(_, key)| {
+            let owner = core.shared.owner(key_slot(key));
+            let key = key.clone();
+            let work: Work = Box::new(move |core: &mut Core| {
+                let last = tessera_storage::streams::last_id(&mut core.store, db, &key, now);
+                Box::new(last) as Box<dyn Any + Send>
+            });
+            (owner, work)
+        })
+        .collect();
+    let positions: Vec<usize> = wanted.iter().map(|(at, _)| *at).collect();
+    Some(MultiOp {
+        reserve: Vec::new(),
+        step: Step::Calls(
+            calls,
+            Box::new(move |results| {
+                let ids: Vec<Vec<u8>> = results
+                    .into_iter()
+                    .map(|r| r.downcast::<Vec<u8>>().map(|b| *b).unwrap_or_default())
+                    .collect();
+                let resolve: Work = Box::new(move |core: &mut Core| {
+                    if let Some(b) = core.blocked.by_conn.get_mut(&conn) {
+                        let old = b.args.args();
+                        let mut args = OwnedArgs::default();
+                        for (i, arg) in old.iter().enumerate() {
+                            match positions.iter().position(|&p| p == i) {
+                                Some(n) => args.push(&ids[n]),
+                                None => args.push(arg),
+                            }
+                        }
+                        b.args = args;
+                    }
+                    attempt(core, conn);
+                    Box::new(()) as Box<dyn Any + Send>
+                });
+                Step::Calls(vec![(me, resolve)], Box::new(|_| Step::Park))
+            }),
+        ),
+    })
 }
 
 /// The keys a blocking command waits on: the source of a move, every key otherwise.

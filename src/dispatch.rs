@@ -86,6 +86,7 @@ fn is_storage_command(spec: &CommandSpec, args: &Args) -> bool {
                 | "bitmap"
                 | "hyperloglog"
                 | "sorted-set"
+                | "stream"
         ),
     }
 }
@@ -125,7 +126,7 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
     if !storage {
         return admin::run(core, conn, idx, spec, args);
     }
-    if crate::blocking::is_blocking(spec.cmd) {
+    if crate::blocking::is_blocking(spec, args) {
         return crate::blocking::start(core, conn, idx, spec, args);
     }
     if multi::sorts_by_patterns(core, spec, args) {

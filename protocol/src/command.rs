@@ -106,6 +106,17 @@ impl CommandSpec {
         };
         let range = match numkeys_at {
             // The key, and the destination after STORE.
+            // The first half of what follows STREAMS.
+            None if matches!(self.cmd, Cmd::XRead | Cmd::XReadGroup) => {
+                let streams =
+                    (1..args.len()).find(|&i| args.get(i).eq_ignore_ascii_case(b"STREAMS"));
+                match streams {
+                    Some(at) if (args.len() - at - 1).is_multiple_of(2) => {
+                        (at + 1..at + 1 + (args.len() - at - 1) / 2).collect()
+                    }
+                    _ => Vec::new(),
+                }
+            }
             None if self.cmd == Cmd::Sort => {
                 let mut keys = vec![1];
                 let mut i = 2;
@@ -325,6 +336,22 @@ commands! {
     BZPopMax "bzpopmax" -3 [WRITE NOSCRIPT FAST] 1 -2 1 "sorted-set" "5.0.0" "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped.";
     BZMPop "bzmpop" -5 [WRITE MOVABLEKEYS] 0 0 0 "sorted-set" "7.0.0" "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.";
     ZDiffStore "zdiffstore" -4 [WRITE DENYOOM MOVABLEKEYS] 1 1 1 "sorted-set" "6.2.0" "Stores the difference of multiple sorted sets in a key.";
+    // Streams.
+    XAdd "xadd" -5 [WRITE DENYOOM FAST] 1 1 1 "stream" "5.0.0" "Appends a new message to a stream. Creates the key if it doesn't exist.";
+    XLen "xlen" 2 [READONLY FAST] 1 1 1 "stream" "5.0.0" "Return the number of messages in a stream.";
+    XRange "xrange" -4 [READONLY] 1 1 1 "stream" "5.0.0" "Returns the messages from a stream within a range of IDs.";
+    XRevRange "xrevrange" -4 [READONLY] 1 1 1 "stream" "5.0.0" "Returns the messages from a stream within a range of IDs in reverse order.";
+    XDel "xdel" -3 [WRITE FAST] 1 1 1 "stream" "5.0.0" "Returns the number of messages after removing them from a stream.";
+    XTrim "xtrim" -4 [WRITE] 1 1 1 "stream" "5.0.0" "Deletes messages from the beginning of a stream.";
+    XSetId "xsetid" -3 [WRITE DENYOOM FAST] 1 1 1 "stream" "5.0.0" "An internal command for replicating stream values.";
+    XRead "xread" -4 [READONLY MOVABLEKEYS] 0 0 0 "stream" "5.0.0" "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise.";
+    XReadGroup "xreadgroup" -7 [WRITE MOVABLEKEYS] 0 0 0 "stream" "5.0.0" "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise.";
+    XGroup "xgroup" -2 [WRITE DENYOOM] 2 2 1 "stream" "5.0.0" "A container for consumer groups commands.";
+    XAck "xack" -4 [WRITE FAST] 1 1 1 "stream" "5.0.0" "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream.";
+    XPending "xpending" -3 [READONLY] 1 1 1 "stream" "5.0.0" "Returns the information and entries from a stream consumer group's pending entries list.";
+    XClaim "xclaim" -6 [WRITE FAST] 1 1 1 "stream" "5.0.0" "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member.";
+    XAutoClaim "xautoclaim" -6 [WRITE FAST] 1 1 1 "stream" "6.2.0" "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member.";
+    XInfo "xinfo" -2 [READONLY] 2 2 1 "stream" "5.0.0" "A container for stream introspection commands.";
     // Pub/Sub.
     Subscribe "subscribe" -2 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Listens for messages published to channels.";
     Unsubscribe "unsubscribe" -1 [NOSCRIPT LOADING STALE] 0 0 0 "pubsub" "2.0.0" "Stops listening to messages posted to channels.";

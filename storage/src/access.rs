@@ -43,6 +43,8 @@ fn is_empty(object: &Object) -> bool {
         | Object::SetPack(p)
         | Object::ZSetPack(p) => p.is_empty(),
         Object::ZSetTree(t) => t.is_empty(),
+        // A stream outlives its entries (consumer groups and the last ID stay).
+        Object::Stream(_) => false,
         Object::HashDense(d) | Object::SetDense(d) => d.is_empty(),
         Object::ListQuick(q) => q.len == 0,
     }
@@ -54,6 +56,7 @@ fn empty(kind: Kind) -> Object {
         Kind::List => Object::ListPack(Vec::new()),
         Kind::Set => Object::SetInts(Vec::new()),
         Kind::ZSet => Object::ZSetPack(Vec::new()),
+        Kind::Stream => Object::Stream(Box::default()),
         Kind::String => unreachable!("strings are not collections"),
     }
 }

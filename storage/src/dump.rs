@@ -17,6 +17,7 @@ const HASH: u8 = 1;
 const LIST: u8 = 2;
 const SET: u8 = 3;
 const ZSET: u8 = 4;
+const STREAM: u8 = 5;
 
 /// The value of `entry` as bytes.
 pub fn value_bytes(entry: &Entry) -> Vec<u8> {
@@ -49,6 +50,12 @@ pub fn value_bytes(entry: &Entry) -> Vec<u8> {
                 pack::push_back(&mut out, &score.to_le_bytes());
             }
         }
+        Kind::Stream => {
+            out.push(STREAM);
+            if let crate::object::ObjectRef::Stream(s) = object {
+                crate::stream::encode(s, &mut out);
+            }
+        }
         Kind::String => unreachable!("strings have no object"),
     }
     out
@@ -68,6 +75,7 @@ pub fn entry_from(
     }
     let elements = pack::iter(body);
     let object = match tag {
+        STREAM => Object::Stream(Box::new(crate::stream::decode(body)?)),
         HASH => {
             let mut hash = Object::HashPack(Vec::new());
             let mut elements = elements;

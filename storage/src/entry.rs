@@ -28,6 +28,7 @@ pub enum Encoding {
     SetDense,
     ZSetPack,
     ZSetTree,
+    Stream,
 }
 
 impl Encoding {
@@ -38,7 +39,11 @@ impl Encoding {
     fn is_boxed(self) -> bool {
         matches!(
             self,
-            Encoding::HashDense | Encoding::ListQuick | Encoding::SetDense | Encoding::ZSetTree
+            Encoding::HashDense
+                | Encoding::ListQuick
+                | Encoding::SetDense
+                | Encoding::ZSetTree
+                | Encoding::Stream
         )
     }
 }
@@ -67,6 +72,7 @@ fn object_bytes(object: Object) -> (Stored, Encoding) {
         Object::SetPack(p) => (Stored::Pack(p), Encoding::SetPack),
         Object::ZSetPack(p) => (Stored::Pack(p), Encoding::ZSetPack),
         Object::ZSetTree(t) => (boxed(Box::into_raw(t) as usize), Encoding::ZSetTree),
+        Object::Stream(s) => (boxed(Box::into_raw(s) as usize), Encoding::Stream),
         Object::HashDense(d) => (boxed(Box::into_raw(d) as usize), Encoding::HashDense),
         Object::SetDense(d) => (boxed(Box::into_raw(d) as usize), Encoding::SetDense),
         Object::ListQuick(q) => (boxed(Box::into_raw(q) as usize), Encoding::ListQuick),
@@ -271,6 +277,7 @@ impl Entry {
                 Encoding::SetPack => ObjectRef::SetPack(bytes),
                 Encoding::ZSetPack => ObjectRef::ZSetPack(bytes),
                 Encoding::ZSetTree => ObjectRef::ZSetTree(&*(boxed() as *const _)),
+                Encoding::Stream => ObjectRef::Stream(&*(boxed() as *const _)),
                 Encoding::HashDense => ObjectRef::HashDense(&*(boxed() as *const _)),
                 Encoding::SetDense => ObjectRef::SetDense(&*(boxed() as *const _)),
                 Encoding::ListQuick => ObjectRef::ListQuick(&*(boxed() as *const _)),
@@ -301,6 +308,7 @@ impl Entry {
                 Encoding::SetPack => Object::SetPack(bytes.to_vec()),
                 Encoding::ZSetPack => Object::ZSetPack(bytes.to_vec()),
                 Encoding::ZSetTree => Object::ZSetTree(Box::from_raw(addr() as *mut _)),
+                Encoding::Stream => Object::Stream(Box::from_raw(addr() as *mut _)),
                 Encoding::Int | Encoding::Embstr | Encoding::Raw => return None,
             }
         })

@@ -26,6 +26,8 @@ pub mod scan;
 pub mod sets;
 pub mod sort;
 pub mod store;
+pub mod stream;
+pub mod streams;
 pub mod strings;
 pub mod zsets;
 

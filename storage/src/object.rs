@@ -9,6 +9,7 @@ use crate::dense::Dense;
 use crate::entry::size_class;
 use crate::pack;
 use crate::ranked::Ranked;
+use crate::stream::Stream;
 use std::collections::VecDeque;
 
 /// The type `TYPE` reports.
@@ -19,6 +20,7 @@ pub enum Kind {
     List,
     Set,
     ZSet,
+    Stream,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::List => "list",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -88,6 +91,7 @@ pub enum Object {
     /// Members and their scores (8 bytes, `f64` little-endian) alternating, in score order.
     ZSetPack(Vec<u8>),
     ZSetTree(Box<Ranked>),
+    Stream(Box<Stream>),
 }
 
 /// A collection, borrowed from its entry.
@@ -102,6 +106,7 @@ pub enum ObjectRef<'a> {
     SetDense(&'a Dense),
     ZSetPack(&'a [u8]),
     ZSetTree(&'a Ranked),
+    Stream(&'a Stream),
 }
 
 impl Object {
@@ -116,6 +121,7 @@ impl Object {
             Object::SetDense(d) => ObjectRef::SetDense(d),
             Object::ZSetPack(p) => ObjectRef::ZSetPack(p),
             Object::ZSetTree(t) => ObjectRef::ZSetTree(t),
+            Object::Stream(s) => ObjectRef::Stream(s),
         }
     }
 }
@@ -129,6 +135,7 @@ impl<'a> ObjectRef<'a> {
             }
             ObjectRef::ListQuick(q) => size_class(std::mem::size_of::<QuickList>()) + q.memory(),
             ObjectRef::ZSetTree(t) => size_class(std::mem::size_of::<Ranked>()) + t.memory(),
+            ObjectRef::Stream(s) => size_class(std::mem::size_of::<Stream>()) + s.memory(),
             _ => 0,
         }
     }
@@ -139,6 +146,7 @@ impl<'a> ObjectRef<'a> {
             ObjectRef::ListPack(_) | ObjectRef::ListQuick(_) => Kind::List,
             ObjectRef::SetInts(_) | ObjectRef::SetPack(_) | ObjectRef::SetDense(_) => Kind::Set,
             ObjectRef::ZSetPack(_) | ObjectRef::ZSetTree(_) => Kind::ZSet,
+            ObjectRef::Stream(_) => Kind::Stream,
         }
     }
 
@@ -150,6 +158,7 @@ impl<'a> ObjectRef<'a> {
             | ObjectRef::SetPack(_)
             | ObjectRef::ZSetPack(_) => "listpack",
             ObjectRef::ZSetTree(_) => "skiplist",
+            ObjectRef::Stream(_) => "stream",
             ObjectRef::HashDense(_) | ObjectRef::SetDense(_) => "hashtable",
             ObjectRef::ListQuick(_) => "quicklist",
             ObjectRef::SetInts(_) => "intset",
@@ -167,6 +176,7 @@ impl<'a> ObjectRef<'a> {
             ObjectRef::SetDense(d) => Object::SetDense(Box::new(d.clone())),
             ObjectRef::ZSetPack(p) => Object::ZSetPack(p.to_vec()),
             ObjectRef::ZSetTree(t) => Object::ZSetTree(Box::new(t.clone())),
+            ObjectRef::Stream(s) => Object::Stream(Box::new(s.clone())),
         }
     }
 }

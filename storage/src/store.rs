@@ -8,7 +8,7 @@ use crate::keyspace::lru_clock;
 use crate::keyspace::Keyspace;
 use crate::notify::{self, Event};
 use crate::object::{EncodingLimits, ObjectRef};
-use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, sort, strings, zsets};
+use crate::{bits, dump, hashes, hll, keys, lists, rng, sets, sort, streams, strings, zsets};
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter};
 
 /// Keys above which a flushed keyspace is freed off the core's thread (Redis's
@@ -123,8 +123,9 @@ impl Store {
         ready
     }
 
-    /// How many elements a waiter on `key` could take now: a list's or sorted set's length,
-    /// 0 for a missing key and 1 for another type (whose waiter then gets its error).
+    /// How many waiters on `key` to wake now: a list's or sorted set's length, every waiter
+    /// of a stream, 0 for a missing key and 1 for another type (whose waiter then gets its
+    /// error).
     pub fn available(&mut self, db: usize, key: &[u8], now: u64) -> usize {
         match self.db(db).get(key, now) {
             None => 0,
@@ -135,6 +136,8 @@ impl Store {
                 Some(o @ ObjectRef::ZSetPack(_)) | Some(o @ ObjectRef::ZSetTree(_)) => {
                     zsets::len(o)
                 }
+                // Stream readers take nothing away: every waiter gets its chance.
+                Some(ObjectRef::Stream(_)) => usize::MAX,
                 _ => 1,
             },
         }
@@ -196,6 +199,8 @@ impl Store {
             _ if req.spec.group == "bitmap" => bits::read(self, req, out),
             _ if req.spec.group == "hyperloglog" => hll::read(self, req, out),
             _ if req.spec.group == "sorted-set" => zsets::read(self, req, out),
+            Cmd::XPending => streams::pending(self, req, out),
+            _ if req.spec.group == "stream" => streams::read(self, req, out),
             other => out.error(&format!("ERR '{}' is not a key command", other.spec().name)),
         }
     }
@@ -245,6 +250,7 @@ impl Store {
                 "bitmap" => bits::apply(self, db, now, cmd, args, out),
                 "hyperloglog" => hll::apply(self, db, now, cmd, args, out),
                 "sorted-set" => zsets::apply(self, db, now, cmd, args, out),
+                "stream" => streams::apply(self, db, now, cmd, args, out),
                 _ => sets::apply(self, db, now, cmd, args, seed, out),
             },
             Effect::Restore {
@@ -369,7 +375,7 @@ pub fn plan<'a>(req: &Request<'a>, databases: usize) -> Result<Effect<'a>, Error
         }
         cmd if matches!(
             req.spec.group,
-            "hash" | "list" | "set" | "bitmap" | "hyperloglog" | "sorted-set"
+            "hash" | "list" | "set" | "bitmap" | "hyperloglog" | "sorted-set" | "stream"
         ) =>
         {
             Effect::Collection {

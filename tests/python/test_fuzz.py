@@ -14,7 +14,9 @@ ARGS = ["a", "b", "{t}c", "{t}d", "", "0", "1", "-1", "10", "-10", "922337203685
         "-9223372036854775807", "100000000", "i8", "u63", "i64", "#3", "OVERFLOW", "SAT", "FAIL", "AND", "NOT",
         "BIT", "BYTE", "(1", "[a", "(a", "+", "-", "WITHSCORES", "WITHSCORE", "LIMIT", "BYSCORE", "BYLEX",
         "REV", "WEIGHTS", "AGGREGATE", "MIN", "MAX", "SUM", "INCR", "CH", "zset", "BY", "ALPHA", "DESC",
-        "STORE", "w_*", "h_*->f", "#", "0.01"]
+        "STORE", "w_*", "h_*->f", "#", "0.01", "STREAMS", "GROUP", "CREATE", "SETID", "DESTROY", "CREATECONSUMER",
+        "DELCONSUMER", "MKSTREAM", "NOACK", "JUSTID", "FORCE", "MAXLEN", "MINID", "~", "=", "$", ">", "1-1", "0-1",
+        "NOMKSTREAM", "IDLE", "ENTRIESREAD", "STREAM", "GROUPS", "CONSUMERS"]
 
 BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP"}
 
@@ -39,7 +41,8 @@ COMMANDS = ["GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX
             "ZRANGESTORE", "ZREMRANGEBYRANK", "ZREMRANGEBYSCORE", "ZREMRANGEBYLEX", "ZPOPMIN", "ZPOPMAX",
             "ZMPOP", "ZRANDMEMBER", "ZSCAN", "ZUNION", "ZUNIONSTORE", "ZINTER", "ZINTERSTORE", "ZINTERCARD",
             "ZDIFF", "ZDIFFSTORE", "SORT", "SORT_RO", "BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP",
-            "BZPOPMIN", "BZPOPMAX", "BZMPOP"]
+            "BZPOPMIN", "BZPOPMAX", "BZMPOP", "XADD", "XLEN", "XRANGE", "XREVRANGE", "XDEL", "XTRIM", "XSETID",
+            "XREAD", "XREADGROUP", "XGROUP", "XACK", "XPENDING", "XCLAIM", "XAUTOCLAIM", "XINFO"]
 
 
 @pytest.mark.parametrize("seed", [20261122, 7])
