@@ -100,7 +100,7 @@ fn rebuild<'a>(q: &mut QuickList, limits: &EncodingLimits, edit: impl Fn(usize) 
 }
 
 /// Resolves Redis list indexes (negative ones count from the tail) into `start..=stop`.
-fn clamp_range(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
+pub fn clamp_range(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
     let len = len as i64;
     let start = if start < 0 {
         (len + start).max(0)

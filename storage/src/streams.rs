@@ -22,6 +22,18 @@ fn id_arg(arg: &[u8], missing_seq: u64) -> Result<StreamId, &'static str> {
     StreamId::parse(arg, missing_seq).ok_or(INVALID_ID)
 }
 
+/// XCLAIM's and XAUTOCLAIM's min-idle-time, in ms (negative reads as 0).
+fn min_idle_arg(arg: &[u8], command: &str) -> Result<u64, Error> {
+    let ms = int_arg(arg)
+        .map_err(|_| Error::from(format!("ERR Invalid min-idle-time argument for {command}")))?;
+    Ok(ms.max(0) as u64)
+}
+
+/// Every argument as an ID (XDEL, XACK).
+fn ids_from(args: Args) -> Result<Vec<StreamId>, &'static str> {
+    args.iter().map(|a| id_arg(a, 0)).collect()
+}
+
 fn no_group(key: &[u8], group: &[u8]) -> Error {
     format!(
         "NOGROUP No such consumer group '{}' for key name '{}'",
@@ -658,21 +670,31 @@ fn delete(
     args: Args,
     out: &mut ReplyWriter,
 ) -> Result<(), Error> {
-    let ids = args
-        .tail(2)
-        .iter()
-        .map(|a| id_arg(a, 0))
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = args.get(1);
-    let deleted = access::write(store, db, key, now, Kind::Stream, false, |o, _| {
-        let s = stream_of(o);
+    let ids = ids_from(args.tail(2))?;
+    remove_entries(store, db, now, args.get(1), "xdel", out, |s| {
         ids.iter().filter(|&&id| s.delete(id)).count()
+    })
+}
+
+/// Runs `remove` on the stream at `key` and replies with how many entries went, recording
+/// `event` if any did.
+fn remove_entries(
+    store: &mut Store,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    event: &'static str,
+    out: &mut ReplyWriter,
+    remove: impl FnOnce(&mut Stream) -> usize,
+) -> Result<(), Error> {
+    let removed = access::write(store, db, key, now, Kind::Stream, false, |o, _| {
+        remove(stream_of(o))
     })?
     .unwrap_or(0);
-    if deleted > 0 {
-        store.notify(db, notify::STREAM, "xdel", key);
+    if removed > 0 {
+        store.notify(db, notify::STREAM, event, key);
     }
-    out.int(deleted as i64);
+    out.int(removed as i64);
     Ok(())
 }
 
@@ -685,16 +707,7 @@ fn trim(
 ) -> Result<(), Error> {
     let opts = parse_trim_options(args, 2, false)?;
     let trim = opts.trim.expect("XTRIM requires a strategy");
-    let key = args.get(1);
-    let removed = access::write(store, db, key, now, Kind::Stream, false, |o, _| {
-        trim.apply(stream_of(o))
-    })?
-    .unwrap_or(0);
-    if removed > 0 {
-        store.notify(db, notify::STREAM, "xtrim", key);
-    }
-    out.int(removed as i64);
-    Ok(())
+    remove_entries(store, db, now, args.get(1), "xtrim", out, |s| trim.apply(s))
 }
 
 /// XSETID key last-id [ENTRIESADDED n] [MAXDELETEDID id].
@@ -904,11 +917,7 @@ fn ack(
     args: Args,
     out: &mut ReplyWriter,
 ) -> Result<(), Error> {
-    let ids = args
-        .tail(3)
-        .iter()
-        .map(|a| id_arg(a, 0))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = ids_from(args.tail(3))?;
     let name = args.get(2);
     let acked = access::write(store, db, args.get(1), now, Kind::Stream, false, |o, _| {
         let Some(group) = stream_of(o).groups.get_mut(name) else {
@@ -939,9 +948,7 @@ fn claim(
     out: &mut ReplyWriter,
 ) -> Result<(), Error> {
     let (key, name, consumer) = (args.get(1), args.get(2), args.get(3));
-    let min_idle = int_arg(args.get(4))
-        .map_err(|_| Error::from("ERR Invalid min-idle-time argument for XCLAIM"))?
-        .max(0) as u64;
+    let min_idle = min_idle_arg(args.get(4), "XCLAIM")?;
     let mut ids = Vec::new();
     let mut i = 5;
     while i < args.len() {
@@ -1067,9 +1074,7 @@ fn auto_claim(
     out: &mut ReplyWriter,
 ) -> Result<(), Error> {
     let (key, name, consumer) = (args.get(1), args.get(2), args.get(3));
-    let min_idle = int_arg(args.get(4))
-        .map_err(|_| Error::from("ERR Invalid min-idle-time argument for XAUTOCLAIM"))?
-        .max(0) as u64;
+    let min_idle = min_idle_arg(args.get(4), "XAUTOCLAIM")?;
     let start = match args.get(5).strip_prefix(b"(") {
         Some(rest) => id_arg(rest, 0)?.next().ok_or(INVALID_ID)?,
         None => {

@@ -308,22 +308,7 @@ fn bounded(sorted: &Sorted, min: Bound, max: Bound) -> (usize, usize) {
 
 /// The rank interval Redis's `start stop` indexes name (negative ones count from the end).
 fn rank_interval(len: usize, start: i64, stop: i64) -> (usize, usize) {
-    let len = len as i64;
-    let start = if start < 0 {
-        (len + start).max(0)
-    } else {
-        start
-    };
-    let stop = if stop < 0 {
-        len + stop
-    } else {
-        stop.min(len - 1)
-    };
-    if start > stop || start >= len {
-        (0, 0)
-    } else {
-        (start as usize, stop as usize + 1)
-    }
+    crate::lists::clamp_range(len, start, stop).map_or((0, 0), |(from, to)| (from, to + 1))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
