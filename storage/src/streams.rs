@@ -1272,6 +1272,82 @@ fn pending_reply(store: &mut Store, req: &Request, out: &mut ReplyWriter) -> Res
     Ok(())
 }
 
+/// XINFO STREAM key FULL [COUNT n]: the stream with its first `count` entries, and every
+/// group with its first `count` pending entries and each consumer's.
+fn full_info(s: &Stream, count: usize, out: &mut ReplyWriter) {
+    out.map(9);
+    out.bulk(b"length");
+    out.int(s.len() as i64);
+    out.bulk(b"radix-tree-keys");
+    out.int(s.len().div_ceil(100) as i64);
+    out.bulk(b"radix-tree-nodes");
+    out.int((s.len().div_ceil(100) + 1) as i64);
+    out.bulk(b"last-generated-id");
+    reply_id(out, s.last_id);
+    out.bulk(b"max-deleted-entry-id");
+    reply_id(out, s.max_deleted);
+    out.bulk(b"entries-added");
+    out.int(s.entries_added as i64);
+    out.bulk(b"recorded-first-entry-id");
+    reply_id(out, s.first_id().unwrap_or_default());
+    out.bulk(b"entries");
+    reply_entries(out, &s.range(StreamId::MIN, StreamId::MAX, false, count));
+    out.bulk(b"groups");
+    out.array(s.groups.len());
+    for (name, g) in &s.groups {
+        out.map(7);
+        out.bulk(b"name");
+        out.bulk(name);
+        out.bulk(b"last-delivered-id");
+        reply_id(out, g.last_delivered);
+        out.bulk(b"entries-read");
+        match g.entries_read {
+            Some(n) => out.int(n as i64),
+            None => out.null(),
+        }
+        out.bulk(b"lag");
+        match s.lag(g) {
+            Some(n) => out.int(n as i64),
+            None => out.null(),
+        }
+        out.bulk(b"pel-count");
+        out.int(g.pending.len() as i64);
+        out.bulk(b"pending");
+        let pending: Vec<_> = g.pending.iter().take(count).collect();
+        out.array(pending.len());
+        for (id, p) in pending {
+            out.array(4);
+            reply_id(out, *id);
+            out.bulk(&p.consumer);
+            out.int(p.delivered_at as i64);
+            out.int(p.deliveries as i64);
+        }
+        out.bulk(b"consumers");
+        out.array(g.consumers.len());
+        for (consumer, c) in &g.consumers {
+            out.map(5);
+            out.bulk(b"name");
+            out.bulk(consumer);
+            out.bulk(b"seen-time");
+            out.int(c.seen_at as i64);
+            out.bulk(b"active-time");
+            out.int(c.active_at.map_or(-1, |at| at as i64));
+            out.bulk(b"pel-count");
+            out.int(c.pending.len() as i64);
+            out.bulk(b"pending");
+            let mine: Vec<_> = c.pending.iter().take(count).collect();
+            out.array(mine.len());
+            for id in mine {
+                let p = &g.pending[id];
+                out.array(3);
+                reply_id(out, *id);
+                out.int(p.delivered_at as i64);
+                out.int(p.deliveries as i64);
+            }
+        }
+    }
+}
+
 fn info(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     let args = req.args;
     let sub = args.get(1).to_ascii_uppercase();
@@ -1296,7 +1372,18 @@ fn info(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
     };
     match sub.as_slice() {
         b"STREAM" if args.len() > 3 => {
-            out.error("ERR XINFO STREAM FULL is not supported by Tessera yet")
+            let count = match (args.len(), args.get(3).eq_ignore_ascii_case(b"FULL")) {
+                (4, true) => 10,
+                (6, true) if args.get(4).eq_ignore_ascii_case(b"COUNT") => {
+                    match int_arg(args.get(5)) {
+                        Ok(n) if n <= 0 => usize::MAX,
+                        Ok(n) => n as usize,
+                        Err(e) => return out.error(&e),
+                    }
+                }
+                _ => return out.error(errors::SYNTAX),
+            };
+            full_info(s, count, out);
         }
         b"STREAM" => {
             let edge = |out: &mut ReplyWriter, e: Option<(StreamId, &[u8])>| match e {

@@ -178,3 +178,29 @@ def test_xreadgroup_block_delivers_to_one_consumer_and_tracks_it(server, r):
     assert r.xpending("q", "g")["consumers"] == [{"name": b"alice", "pending": 1}]
     timed_out = Blocker(server, "XREADGROUP", "GROUP", "g", "bob", "BLOCK", "50", "STREAMS", "q", ">")
     assert timed_out.result() is None
+
+
+def test_xinfo_stream_full_matches_redis(server, reference):
+    """The FULL form's structure and values, clock-dependent times aside."""
+    replies = []
+    for srv in (server, reference):
+        client = raw(srv.client(decode_responses=True, protocol=3))
+        client.flushall()
+        for i in range(1, 13):
+            client.execute_command("XADD", "full", f"{i}-0", "n", str(i))
+        client.execute_command("XDEL", "full", "3-0")
+        client.execute_command("XGROUP", "CREATE", "full", "g", "0")
+        client.execute_command("XREADGROUP", "GROUP", "g", "c1", "COUNT", "4", "STREAMS", "full", ">")
+        client.execute_command("XREADGROUP", "GROUP", "g", "c2", "COUNT", "2", "STREAMS", "full", ">")
+        info = client.execute_command("XINFO", "STREAM", "full", "FULL", "COUNT", "3")
+        for key in ("radix-tree-keys", "radix-tree-nodes"):
+            info.pop(key)
+        for group in info["groups"]:
+            group["pending"] = [row[:2] + row[3:] for row in group["pending"]]
+            for consumer in group["consumers"]:
+                for key in ("seen-time", "active-time"):
+                    consumer.pop(key, None)
+                consumer["pending"] = [[row[0], row[2]] for row in consumer["pending"]]
+        replies.append(info)
+        client.close()
+    assert replies[0] == replies[1]
