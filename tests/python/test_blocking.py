@@ -39,6 +39,8 @@ class Blocker(threading.Thread):
             self.reply = self.client.execute_command(*self.command)
         except redis.ResponseError as e:
             self.reply = ("error", str(e))
+        except redis.ConnectionError:
+            self.reply = ("closed",)
 
     def result(self):
         self.join(15)
@@ -250,3 +252,16 @@ def test_replies_match_redis(server, reference):
             assert ours.execute_command(*command) == theirs.execute_command(*command), (protocol, command)
         ours.close()
         theirs.close()
+
+
+def test_shutdown_closes_blocked_clients():
+    from conftest import ON_REDIS, start_tessera, stop_and_check
+    if ON_REDIS:
+        pytest.skip("Tessera's own shutdown")
+    srv = start_tessera()
+    waiter = Blocker(srv, "BLPOP", "never", "0")
+    c = srv.client()
+    wait_blocked(c, 1)
+    c.close()
+    assert stop_and_check(srv) == 0
+    assert waiter.result() == ("closed",)
