@@ -192,12 +192,11 @@ fn owned_slots(core: &Core) -> Vec<u16> {
 }
 
 fn select(core: &Core, conn: &mut Conn, args: Args) {
-    match int_arg(args.get(1)) {
-        Ok(n) if n >= 0 && (n as usize) < core.store.databases() => {
-            conn.db = n as usize;
+    match crate::transaction::selected_db(args, core.store.databases()) {
+        Ok(n) => {
+            conn.db = n;
             reply(conn, |w| w.ok());
         }
-        Ok(_) => reply(conn, |w| w.error(errors::DB_RANGE)),
         Err(e) => reply(conn, |w| w.error(&e)),
     }
 }

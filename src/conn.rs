@@ -112,6 +112,8 @@ pub struct Conn {
     /// The cores holding this connection's WATCHes, one bit each.
     pub watch_cores: u128,
     pub subscriptions: crate::pubsub::Subscriptions,
+    /// The database a SELECT inside the running EXEC chose, taken when EXEC's reply arrives.
+    pub db_after_exec: Option<usize>,
 }
 
 impl Conn {
@@ -144,6 +146,7 @@ impl Conn {
             tx: None,
             watch_cores: 0,
             subscriptions: Default::default(),
+            db_after_exec: None,
         }
     }
 

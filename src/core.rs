@@ -874,6 +874,15 @@ impl Core {
             }
             Msg::Adopt { fd, addr } => self.add_connection(fd, addr),
             Msg::Deliver { target, reply } => {
+                let conn = self.conns.get_mut(target.idx).and_then(Option::as_mut);
+                if let Some(conn) = conn.filter(|c| c.id == target.id) {
+                    // EXEC's reply: a SELECT in it sticks unless the transaction did not run.
+                    if let Some(db) = conn.db_after_exec.take() {
+                        if reply != b"*-1\r\n" && reply != b"_\r\n" {
+                            conn.db = db;
+                        }
+                    }
+                }
                 let len = reply.len();
                 self.deliver(target, reply, std::iter::once((target.part, 0..len)));
             }

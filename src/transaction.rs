@@ -41,7 +41,7 @@ fn queueable(spec: &CommandSpec, storage: bool) -> bool {
     storage
         || matches!(
             spec.cmd,
-            Cmd::Ping | Cmd::Echo | Cmd::FlushDb | Cmd::FlushAll
+            Cmd::Ping | Cmd::Echo | Cmd::FlushDb | Cmd::FlushAll | Cmd::Select
         )
 }
 
@@ -213,12 +213,22 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
         return Flow::Next;
     }
     let (db, resp3, id) = (conn.db, conn.resp3, conn.id);
+    // The connection keeps the last database SELECT chose, if EXEC runs at all.
+    let databases = core.store.databases();
+    let final_db = tx
+        .queued
+        .iter()
+        .rev()
+        .filter(|(spec, _)| spec.cmd == Cmd::Select)
+        .find_map(|(_, owned)| selected_db(owned.args(), databases).ok());
+    conn.db_after_exec = final_db;
     let watch_cores = std::mem::take(&mut conn.watch_cores);
     run_multi(core, conn, idx, |core| {
         let now = core.now;
         let mut reserve = watch_cores;
         let mut steps = VecDeque::new();
         let total = tx.queued.len();
+        let mut db = db;
         for (spec, owned) in &tx.queued {
             let args = owned.args();
             let owners: Vec<usize> = spec
@@ -226,6 +236,14 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
                 .map(|p| core.shared.owner(key_slot(args.get(p))))
                 .collect();
             let step = match spec.cmd {
+                // Later commands use the database SELECT chose, as in Redis.
+                Cmd::Select => match selected_db(args, core.store.databases()) {
+                    Ok(n) => {
+                        db = n;
+                        multi::reply_with(resp3, |w| w.ok())
+                    }
+                    Err(e) => multi::reply_with(resp3, |w| w.error(&e)),
+                },
                 Cmd::Ping | Cmd::Echo => multi::reply_with(resp3, |w| match args.len() {
                     1 => w.simple("PONG"),
                     _ => w.bulk(args.get(1)),
@@ -295,6 +313,14 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
             step,
         }
     })
+}
+
+/// The database a SELECT names, or its error.
+pub fn selected_db(args: Args, databases: usize) -> Result<usize, tessera_storage::errors::Error> {
+    match tessera_storage::errors::int_arg(args.get(1))? {
+        n if n >= 0 && (n as usize) < databases => Ok(n as usize),
+        _ => Err(tessera_storage::errors::DB_RANGE.into()),
+    }
 }
 
 /// The reply bytes of a step's first call.

@@ -52,6 +52,12 @@ SEQUENCES = [
      ["SINTERSTORE", "s3", "s1", "s2"], ["SMEMBERS", "s3"], ["RPUSH", "l", "1", "2"], ["LMOVE", "l", "l2", "LEFT", "LEFT"],
      ["EXEC"]],
     [["MULTI"], ["PING"], ["ECHO", "hi"], ["SET", "k", "v"], ["FLUSHALL"], ["EXISTS", "k"], ["EXEC"]],
+    [["MULTI"], ["SELECT", "1"], ["SET", "k", "v"], ["EXEC"], ["GET", "k"], ["SELECT", "0"], ["EXISTS", "k"]],
+    [["MULTI"], ["SELECT", "99"], ["SELECT", "x"], ["SET", "k", "v"], ["EXEC"], ["EXISTS", "k"]],
+    [["SELECT", "3"], ["MULTI"], ["SET", "k", "3"], ["SELECT", "4"], ["SET", "k", "4"], ["SELECT", "3"], ["EXEC"],
+     ["GET", "k"], ["SELECT", "4"], ["GET", "k"], ["SELECT", "0"]],
+    [["WATCH", "w"], ["SET", "w", "changed"], ["MULTI"], ["SELECT", "2"], ["SET", "k", "v"], ["EXEC"],
+     ["EXISTS", "k"], ["SELECT", "2"], ["EXISTS", "k"], ["SELECT", "0"]],
 ]
 
 
