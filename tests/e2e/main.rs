@@ -2,6 +2,7 @@
 //! to it with the `redis` crate or raw sockets.
 
 mod collections;
+mod families;
 mod harness;
 mod keyspace;
 mod multicore;
