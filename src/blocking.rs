@@ -172,7 +172,7 @@ pub fn start(
     core.blocked.by_conn.insert(conn.id, blocked);
     match resolve_last_ids(core, conn.id, spec, args) {
         Some(op) => core.launch(target, op, None),
-        None => attempt(core, conn.id),
+        None => attempt(core, conn.id, false),
     }
     Flow::Wait
 }
@@ -235,7 +235,7 @@ fn resolve_last_ids(core: &mut Core, conn: u64, spec: &CommandSpec, args: Args) 
                         }
                         b.args = args;
                     }
-                    attempt(core, conn);
+                    attempt(core, conn, false);
                     Box::new(()) as Box<dyn Any + Send>
                 });
                 Step::Calls(vec![(me, resolve)], Box::new(|_| Step::Park))
@@ -252,8 +252,10 @@ fn awaited_keys(spec: &'static CommandSpec, args: &Args) -> Vec<usize> {
     }
 }
 
-/// Registers fresh waiters for the connection's command and runs its non-blocking form.
-fn attempt(core: &mut Core, conn: u64) {
+/// Registers fresh waiters for the connection's command and runs its non-blocking form. A
+/// client woken before (`first_in_line`) queues at the front again: it was the oldest waiter,
+/// and losing the element to a client that never waited must not cost it its turn.
+fn attempt(core: &mut Core, conn: u64, first_in_line: bool) {
     let me = core.id;
     let Some(b) = core.blocked.by_conn.get(&conn) else {
         return;
@@ -275,16 +277,12 @@ fn attempt(core: &mut Core, conn: u64) {
         .map(|(owner, keys)| {
             let (keys, claim) = (keys.clone(), claim.clone());
             let work: Work = Box::new(move |core: &mut Core| {
-                register(
-                    core,
-                    db,
-                    keys,
-                    Waiter {
-                        conn,
-                        core: me,
-                        claim,
-                    },
-                );
+                let waiter = Waiter {
+                    conn,
+                    core: me,
+                    claim,
+                };
+                register(core, db, keys, waiter, first_in_line);
                 Box::new(()) as Box<dyn Any + Send>
             });
             (*owner, work)
@@ -370,7 +368,7 @@ fn retry(core: &mut Core, conn: u64) {
         let (db, registered, claim) = (b.db, b.registered.clone(), b.claim.clone());
         forget(core, conn, db, &registered, &claim);
     }
-    attempt(core, conn);
+    attempt(core, conn, true);
 }
 
 /// Times the client out if its waiters have not been woken (a wake-up in flight wins).
@@ -450,18 +448,24 @@ pub fn finish(core: &mut Core, conn: u64) -> Option<Blocked> {
 
 // ---- on the cores that own the keys ----
 
-fn register(core: &mut Core, db: usize, keys: Vec<Vec<u8>>, waiter: Waiter) {
+fn register(core: &mut Core, db: usize, keys: Vec<Vec<u8>>, waiter: Waiter, front: bool) {
     for key in keys {
         core.store.db(db).await_key(&key);
-        core.waiters
+        let queue = core
+            .waiters
             .queues
             .entry((db, key.into_boxed_slice()))
-            .or_default()
-            .push_back(Waiter {
-                conn: waiter.conn,
-                core: waiter.core,
-                claim: waiter.claim.clone(),
-            });
+            .or_default();
+        let copy = Waiter {
+            conn: waiter.conn,
+            core: waiter.core,
+            claim: waiter.claim.clone(),
+        };
+        if front {
+            queue.push_front(copy);
+        } else {
+            queue.push_back(copy);
+        }
     }
 }
 
