@@ -1272,10 +1272,8 @@ fn pending_reply(store: &mut Store, req: &Request, out: &mut ReplyWriter) -> Res
     Ok(())
 }
 
-/// XINFO STREAM key FULL [COUNT n]: the stream with its first `count` entries, and every
-/// group with its first `count` pending entries and each consumer's.
-fn full_info(s: &Stream, count: usize, out: &mut ReplyWriter) {
-    out.map(9);
+/// The fields XINFO STREAM and its FULL form start with.
+fn stream_header(s: &Stream, out: &mut ReplyWriter) {
     out.bulk(b"length");
     out.int(s.len() as i64);
     out.bulk(b"radix-tree-keys");
@@ -1290,6 +1288,25 @@ fn full_info(s: &Stream, count: usize, out: &mut ReplyWriter) {
     out.int(s.entries_added as i64);
     out.bulk(b"recorded-first-entry-id");
     reply_id(out, s.first_id().unwrap_or_default());
+}
+
+/// A group's `entries-read` and `lag` fields (null when they cannot be known).
+fn group_progress(s: &Stream, g: &Group, out: &mut ReplyWriter) {
+    let known = |out: &mut ReplyWriter, n: Option<u64>| match n {
+        Some(n) => out.int(n as i64),
+        None => out.null(),
+    };
+    out.bulk(b"entries-read");
+    known(out, g.entries_read);
+    out.bulk(b"lag");
+    known(out, s.lag(g));
+}
+
+/// XINFO STREAM key FULL [COUNT n]: the stream with its first `count` entries, and every
+/// group with its first `count` pending entries and each consumer's.
+fn full_info(s: &Stream, count: usize, out: &mut ReplyWriter) {
+    out.map(9);
+    stream_header(s, out);
     out.bulk(b"entries");
     reply_entries(out, &s.range(StreamId::MIN, StreamId::MAX, false, count));
     out.bulk(b"groups");
@@ -1300,16 +1317,7 @@ fn full_info(s: &Stream, count: usize, out: &mut ReplyWriter) {
         out.bulk(name);
         out.bulk(b"last-delivered-id");
         reply_id(out, g.last_delivered);
-        out.bulk(b"entries-read");
-        match g.entries_read {
-            Some(n) => out.int(n as i64),
-            None => out.null(),
-        }
-        out.bulk(b"lag");
-        match s.lag(g) {
-            Some(n) => out.int(n as i64),
-            None => out.null(),
-        }
+        group_progress(s, g, out);
         out.bulk(b"pel-count");
         out.int(g.pending.len() as i64);
         out.bulk(b"pending");
@@ -1391,20 +1399,7 @@ fn info(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
                 None => out.null(),
             };
             out.map(10);
-            out.bulk(b"length");
-            out.int(s.len() as i64);
-            out.bulk(b"radix-tree-keys");
-            out.int(s.len().div_ceil(100) as i64);
-            out.bulk(b"radix-tree-nodes");
-            out.int((s.len().div_ceil(100) + 1) as i64);
-            out.bulk(b"last-generated-id");
-            reply_id(out, s.last_id);
-            out.bulk(b"max-deleted-entry-id");
-            reply_id(out, s.max_deleted);
-            out.bulk(b"entries-added");
-            out.int(s.entries_added as i64);
-            out.bulk(b"recorded-first-entry-id");
-            reply_id(out, s.first_id().unwrap_or_default());
+            stream_header(s, out);
             out.bulk(b"groups");
             out.int(s.groups.len() as i64);
             out.bulk(b"first-entry");
@@ -1424,16 +1419,7 @@ fn info(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
                 out.int(g.pending.len() as i64);
                 out.bulk(b"last-delivered-id");
                 reply_id(out, g.last_delivered);
-                out.bulk(b"entries-read");
-                match g.entries_read {
-                    Some(n) => out.int(n as i64),
-                    None => out.null(),
-                }
-                out.bulk(b"lag");
-                match s.lag(g) {
-                    Some(n) => out.int(n as i64),
-                    None => out.null(),
-                }
+                group_progress(s, g, out);
             }
         }
         _ => {
