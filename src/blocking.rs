@@ -272,7 +272,7 @@ fn attempt(core: &mut Core, conn: u64, first_in_line: bool) {
             None => registered.push((owner, vec![key.to_vec()])),
         }
     }
-    let registrations = registered
+    let registrations: Vec<(usize, Work)> = registered
         .iter()
         .map(|(owner, keys)| {
             let (keys, claim) = (keys.clone(), claim.clone());
@@ -292,25 +292,34 @@ fn attempt(core: &mut Core, conn: u64, first_in_line: bool) {
         .keys_in(&args)
         .map(|pos| core.shared.owner(key_slot(args.get(pos))));
     let first_owner = owners.next().unwrap_or(me);
-    let command = if owners.all(|o| o == first_owner) {
+    let op = if owners.all(|o| o == first_owner) {
+        // One core holds every key (so every waiter too): register and look in one call.
         let call = multi::run_on_core(spec, owned.clone(), db, core.now, resp3);
+        let look: Work = Box::new(move |core: &mut Core| {
+            registrations
+                .into_iter()
+                .for_each(|(_, register)| _ = register(core));
+            call(core)
+        });
         MultiOp {
             reserve: Vec::new(),
             step: Step::Calls(
-                vec![(first_owner, call)],
+                vec![(first_owner, look)],
                 Box::new(|results| {
-                    Step::Reply(
-                        results
-                            .into_iter()
-                            .next()
-                            .map(multi::bytes)
-                            .unwrap_or_default(),
-                    )
+                    let reply = results.into_iter().next().map(multi::bytes);
+                    park_if_empty(Step::Reply(reply.unwrap_or_default()))
                 }),
             ),
         }
     } else {
-        multi::for_keys(core, db, resp3, spec, args)
+        let command = multi::for_keys(core, db, resp3, spec, args);
+        MultiOp {
+            reserve: command.reserve,
+            step: Step::Calls(
+                registrations,
+                Box::new(move |_| park_if_empty(command.step)),
+            ),
+        }
     };
     let Some(b) = core.blocked.by_conn.get_mut(&conn) else {
         return;
@@ -319,13 +328,6 @@ fn attempt(core: &mut Core, conn: u64, first_in_line: bool) {
     b.registered = registered;
     b.attempting = true;
     b.woken = false;
-    let op = MultiOp {
-        reserve: command.reserve,
-        step: Step::Calls(
-            registrations,
-            Box::new(move |_| park_if_empty(command.step)),
-        ),
-    };
     core.launch(target, op, Some(conn));
 }
 
