@@ -28,12 +28,14 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// A write request as the log carries it: its arguments, database and timestamp.
+/// A write request as the log carries it: its arguments, database, timestamp and seed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
     pub db: usize,
-    /// Unix ms the leader fixed for it: deadlines and stream IDs derive from it.
+    /// Unix ms the proposer fixed for it: deadlines and stream IDs derive from it.
     pub now: u64,
+    /// Drawn by the proposer, so a random write (SPOP) picks the same members everywhere.
+    pub seed: u64,
     pub args: Vec<Vec<u8>>,
 }
 
@@ -42,6 +44,7 @@ impl Proposal {
         Proposal {
             db,
             now,
+            seed: tessera_storage::rng::seed(),
             args: args.iter().map(|a| a.to_vec()).collect(),
         }
     }
@@ -204,7 +207,7 @@ fn run(store: &mut Store, p: &Proposal) -> Vec<u8> {
         db: p.db,
         now: p.now,
     };
-    store.execute(&req, &mut writer);
+    store.execute_seeded(&req, Some(p.seed), &mut writer);
     out
 }
 
@@ -516,6 +519,23 @@ mod tests {
         assert_eq!(group.client_write(again).await.unwrap().data, b":2\r\n");
         let machine = &nodes[(new_leader - 1) as usize].1;
         assert_eq!(get(machine, b"k0"), b"$2\r\nv0\r\n");
+    }
+
+    #[test]
+    fn replicas_applying_a_random_write_pick_the_same_members() {
+        let members: Vec<Vec<u8>> = (0..200).map(|i| format!("m{i}").into_bytes()).collect();
+        let mut sadd: Vec<&[u8]> = vec![b"SADD", b"s"];
+        sadd.extend(members.iter().map(Vec::as_slice));
+        let (mut a, mut b) = (Store::new(16), Store::new(16));
+        let fill = Proposal::new(0, 1, &sadd);
+        run(&mut a, &fill);
+        run(&mut b, &fill);
+        for _ in 0..5 {
+            let pop = Proposal::new(0, 1, &[b"SPOP", b"s", b"7"]);
+            assert_eq!(run(&mut a, &pop), run(&mut b, &pop));
+        }
+        let all = Proposal::new(0, 1, &[b"SMEMBERS", b"s"]);
+        assert_eq!(run(&mut a, &all), run(&mut b, &all));
     }
 
     #[test]

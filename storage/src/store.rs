@@ -175,8 +175,23 @@ impl Store {
 
     /// Runs a key command whose keys all live on this core and writes its reply.
     pub fn execute(&mut self, req: &Request, out: &mut ReplyWriter) {
+        self.execute_seeded(req, None, out);
+    }
+
+    /// `execute`, with the seed of a random write (SPOP) fixed by the caller: a replicated
+    /// write carries the seed its proposer drew, so every replica picks the same members.
+    pub fn execute_seeded(&mut self, req: &Request, seed: Option<u64>, out: &mut ReplyWriter) {
         if req.spec.is_write() {
             match plan(req, self.dbs.len()) {
+                Ok(Effect::Collection { cmd, args, .. }) if seed.is_some() => {
+                    let seed = seed.expect("checked");
+                    self.apply(
+                        req.db,
+                        req.now,
+                        &Effect::Collection { cmd, args, seed },
+                        out,
+                    )
+                }
                 Ok(effect) => self.apply(req.db, req.now, &effect, out),
                 Err(e) => out.error(&e),
             }
