@@ -8,6 +8,7 @@ use crate::keyspace::lru_clock;
 use crate::notify;
 use crate::object::{EncodingLimits, Kind, Object, ObjectRef};
 use crate::store::Store;
+use tessera_protocol::ReplyWriter;
 
 /// The collection of `kind` at `key`: `Ok(None)` when the key is missing, an error when it
 /// holds another type.
@@ -127,6 +128,39 @@ pub fn replace(
         None if existed => ks.notify(notify::GENERIC, "del", key),
         None => {}
     }
+}
+
+/// What a pop from the first non-empty of several keys is: the kind it takes from and the
+/// keyspace event (class and name) it records.
+pub struct PopFrom {
+    pub kind: Kind,
+    pub class: u32,
+    pub event: &'static str,
+}
+
+/// LMPOP, ZMPOP, BLPOP, BZPOPMIN and the like: runs `pop` on the first of `keys` holding
+/// something to pop, records the event and replies with `reply(out, key, popped)`; a null
+/// array when every key was missing or empty.
+pub fn pop_first<T>(
+    store: &mut Store,
+    (db, now): (usize, u64),
+    keys: tessera_protocol::Args,
+    from: PopFrom,
+    mut pop: impl FnMut(&mut Object) -> Option<T>,
+    reply: impl FnOnce(&mut ReplyWriter, &[u8], T),
+    out: &mut ReplyWriter,
+) {
+    for key in keys.iter() {
+        match write(store, db, key, now, from.kind, false, |o, _| pop(o)) {
+            Err(e) => return out.error(e),
+            Ok(Some(Some(popped))) => {
+                announce(store, db, now, from.class, from.event, key);
+                return reply(out, key, popped);
+            }
+            Ok(_) => {}
+        }
+    }
+    out.null_array();
 }
 
 /// Records a collection write's keyspace event on `key`, then `del` if the write left the

@@ -514,8 +514,17 @@ fn trim(store: &mut Store, db: usize, now: u64, args: Args, out: &mut ReplyWrite
 
 /// A pop's event (`lpop` or `rpop`), and `del` if it emptied the list.
 fn announce_pop(store: &mut Store, db: usize, now: u64, front: bool, key: &[u8]) {
-    let event = if front { "lpop" } else { "rpop" };
-    access::announce(store, db, now, notify::LIST, event, key);
+    let from = pop_from(front);
+    access::announce(store, db, now, from.class, from.event, key);
+}
+
+/// A pop from the head (`front`) or tail of the first non-empty of several lists.
+fn pop_from(front: bool) -> access::PopFrom {
+    access::PopFrom {
+        kind: Kind::List,
+        class: notify::LIST,
+        event: if front { "lpop" } else { "rpop" },
+    }
 }
 
 /// LEFT (the head: true) or RIGHT (the tail: false).
@@ -583,22 +592,21 @@ fn first_pop(
     if let Err(e) = errors::timeout_arg(args.get(args.len() - 1)) {
         return out.error(e);
     }
-    for key in args.range(1, args.len() - 1).iter() {
-        let popped = access::write(store, db, key, now, Kind::List, false, |l, _| {
-            with_chunks(l, |q| q.pop(front))
-        });
-        match popped {
-            Err(e) => return out.error(e),
-            Ok(Some(Some(element))) => {
-                announce_pop(store, db, now, front, key);
-                out.array(2);
-                out.bulk(key);
-                return out.bulk(&element);
-            }
-            Ok(_) => {}
-        }
-    }
-    out.null_array();
+    let keys = args.range(1, args.len() - 1);
+    let pop = |l: &mut Object| with_chunks(l, |q| q.pop(front));
+    access::pop_first(
+        store,
+        (db, now),
+        keys,
+        pop_from(front),
+        pop,
+        |out, key, element| {
+            out.array(2);
+            out.bulk(key);
+            out.bulk(&element);
+        },
+        out,
+    );
 }
 
 /// The arguments of LMPOP / ZMPOP, `numkeys key [key ...] <first>|<last> [COUNT count]`:
@@ -645,26 +653,26 @@ fn multi_pop(store: &mut Store, db: usize, now: u64, args: Args, out: &mut Reply
         Ok(parsed) => parsed,
         Err(e) => return out.error(e),
     };
-    for key in keys.iter() {
-        let popped = access::write(store, db, key, now, Kind::List, false, |l, _| {
-            with_chunks(l, |q| {
-                (0..count.unwrap_or(1))
-                    .map_while(|_| q.pop(from_head))
-                    .collect::<Vec<_>>()
-            })
+    let pop = |l: &mut Object| {
+        let popped: Vec<Vec<u8>> = with_chunks(l, |q| {
+            (0..count.unwrap_or(1))
+                .map_while(|_| q.pop(from_head))
+                .collect()
         });
-        match popped {
-            Err(e) => return out.error(e),
-            Ok(None) => continue,
-            Ok(Some(elements)) => {
-                announce_pop(store, db, now, from_head, key);
-                out.array(2);
-                out.bulk(key);
-                out.array(elements.len());
-                elements.iter().for_each(|e| out.bulk(e));
-                return;
-            }
-        }
-    }
-    out.null_array();
+        (!popped.is_empty()).then_some(popped)
+    };
+    access::pop_first(
+        store,
+        (db, now),
+        keys,
+        pop_from(from_head),
+        pop,
+        |out, key, popped| {
+            out.array(2);
+            out.bulk(key);
+            out.array(popped.len());
+            popped.iter().for_each(|e| out.bulk(e));
+        },
+        out,
+    );
 }

@@ -182,18 +182,13 @@ impl Store {
     /// write carries the seed its proposer drew, so every replica picks the same members.
     pub fn execute_seeded(&mut self, req: &Request, seed: Option<u64>, out: &mut ReplyWriter) {
         if req.spec.is_write() {
-            match plan(req, self.dbs.len()) {
-                Ok(Effect::Collection { cmd, args, .. }) if seed.is_some() => {
-                    let seed = seed.expect("checked");
-                    self.apply(
-                        req.db,
-                        req.now,
-                        &Effect::Collection { cmd, args, seed },
-                        out,
-                    )
+            match (plan(req, self.dbs.len()), seed) {
+                (Ok(Effect::Collection { cmd, args, .. }), Some(seed)) => {
+                    let effect = Effect::Collection { cmd, args, seed };
+                    self.apply(req.db, req.now, &effect, out)
                 }
-                Ok(effect) => self.apply(req.db, req.now, &effect, out),
-                Err(e) => out.error(&e),
+                (Ok(effect), _) => self.apply(req.db, req.now, &effect, out),
+                (Err(e), _) => out.error(&e),
             }
             return;
         }

@@ -1112,29 +1112,37 @@ fn first_pop(store: &mut Store, db: usize, now: u64, args: Args, min: bool, out:
     if let Err(e) = errors::timeout_arg(args.get(args.len() - 1)) {
         return out.error(e);
     }
-    for key in args.range(1, args.len() - 1).iter() {
-        let popped = access::write(store, db, key, now, Kind::ZSet, false, |z, _| {
-            pop_elements(z, 1, min).pop()
-        });
-        match popped {
-            Err(e) => return out.error(e),
-            Ok(Some(Some((member, score)))) => {
-                announce_pop(store, db, now, min, key);
-                out.array(3);
-                out.bulk(key);
-                out.bulk(&member);
-                return out.double(score);
-            }
-            Ok(_) => {}
-        }
-    }
-    out.null_array();
+    let keys = args.range(1, args.len() - 1);
+    let pop = |z: &mut Object| pop_elements(z, 1, min).pop();
+    access::pop_first(
+        store,
+        (db, now),
+        keys,
+        pop_from(min),
+        pop,
+        |out, key, (member, score)| {
+            out.array(3);
+            out.bulk(key);
+            out.bulk(&member);
+            out.double(score);
+        },
+        out,
+    );
 }
 
 /// A pop's event (`zpopmin` or `zpopmax`), and `del` if it emptied the set.
 fn announce_pop(store: &mut Store, db: usize, now: u64, min: bool, key: &[u8]) {
-    let event = if min { "zpopmin" } else { "zpopmax" };
-    access::announce(store, db, now, notify::ZSET, event, key);
+    let from = pop_from(min);
+    access::announce(store, db, now, from.class, from.event, key);
+}
+
+/// A pop of the lowest (`min`) or highest members of the first non-empty of several sets.
+fn pop_from(min: bool) -> access::PopFrom {
+    access::PopFrom {
+        kind: Kind::ZSet,
+        class: notify::ZSET,
+        event: if min { "zpopmin" } else { "zpopmax" },
+    }
 }
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: pops from the first non-empty set.
@@ -1143,28 +1151,28 @@ fn multi_pop(store: &mut Store, db: usize, now: u64, args: Args, out: &mut Reply
         Ok(parsed) => parsed,
         Err(e) => return out.error(e),
     };
-    for key in keys.iter() {
-        let popped = access::write(store, db, key, now, Kind::ZSet, false, |z, _| {
-            pop_elements(z, count.unwrap_or(1), min)
-        });
-        match popped {
-            Err(e) => return out.error(e),
-            Ok(None) => continue,
-            Ok(Some(popped)) => {
-                announce_pop(store, db, now, min, key);
+    let pop = |z: &mut Object| {
+        let popped = pop_elements(z, count.unwrap_or(1), min);
+        (!popped.is_empty()).then_some(popped)
+    };
+    access::pop_first(
+        store,
+        (db, now),
+        keys,
+        pop_from(min),
+        pop,
+        |out, key, popped| {
+            out.array(2);
+            out.bulk(key);
+            out.array(popped.len());
+            for (member, score) in &popped {
                 out.array(2);
-                out.bulk(key);
-                out.array(popped.len());
-                for (member, score) in &popped {
-                    out.array(2);
-                    out.bulk(member);
-                    out.double(*score);
-                }
-                return;
+                out.bulk(member);
+                out.double(*score);
             }
-        }
-    }
-    out.null_array();
+        },
+        out,
+    );
 }
 
 /// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count].
