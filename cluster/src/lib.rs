@@ -1,5 +1,7 @@
-//! The cluster layer: where partitions live across nodes. Raft replication, membership
-//! changes and the transport build on this placement.
+//! The cluster layer: where partitions live across nodes (placement), each partition's Raft
+//! group (group, replica), the connections between nodes (transport), and the node runtime
+//! that ties them to the server (node, routing).
 
 pub mod group;
 pub mod placement;
+pub mod replica;
