@@ -39,6 +39,9 @@ pub fn run(
         },
         Cmd::Echo => reply(conn, |w| w.bulk(args.get(1))),
         Cmd::Select => select(core, conn, args),
+        Cmd::Cluster | Cmd::ReadOnly | Cmd::ReadWrite | Cmd::Asking => {
+            return crate::cluster::run_command(core, conn, idx, spec, args)
+        }
         Cmd::Quit => {
             reply(conn, |w| w.ok());
             conn.close_after_reply = true;

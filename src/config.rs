@@ -35,6 +35,8 @@ pub struct Config {
     /// `notify-keyspace-events` as flags (`tessera_storage::notify`).
     pub notify_keyspace_events: u32,
     pub config_file: Option<String>,
+    /// Set when the node is a member of a replicated cluster.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             encodings: EncodingLimits::default(),
             notify_keyspace_events: 0,
             config_file: None,
+            cluster: None,
         }
     }
 }

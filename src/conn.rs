@@ -33,6 +33,9 @@ pub struct Cycle {
     pub staged: Vec<u8>,
     pub filled: Vec<Vec<u8>>,
     pub waiting: usize,
+    /// Whether a write of this cycle was proposed to a Raft group: later reads of the
+    /// connection wait for it.
+    pub proposed: bool,
 }
 
 impl Cycle {
@@ -43,6 +46,7 @@ impl Cycle {
             staged: Vec::new(),
             filled: Vec::new(),
             waiting: 0,
+            proposed: false,
         }
     }
 

@@ -107,6 +107,8 @@ pub enum Msg {
         fd: i32,
         addr: String,
     },
+    /// Work handed over by the Raft side: applying committed proposals, or answering them.
+    Run(Box<dyn FnOnce(&mut Core) + Send>),
     /// A coordinated command's reply, handed to its connection on the next turn: the
     /// command may finish while its connection is still being served and out of the table.
     Deliver {
@@ -170,6 +172,8 @@ pub struct Core {
     pub blocked: crate::blocking::BlockedClients,
     /// Blocked clients (of any core) waiting on keys this core owns.
     pub waiters: crate::blocking::Waiters,
+    /// Writes proposed this turn, sent to their Raft groups at its end.
+    pub outbox: crate::cluster::Outbox,
     next_ticket: u64,
     next_cycle: u64,
     reserved_by: Option<u64>,
@@ -212,6 +216,7 @@ impl Core {
             pubsub: Default::default(),
             blocked: Default::default(),
             waiters: Default::default(),
+            outbox: Default::default(),
             next_ticket: 1,
             next_cycle: 1,
             reserved_by: None,
@@ -286,6 +291,7 @@ impl Core {
             crate::blocking::wake_ready(&mut self);
             let events = self.store.take_events();
             crate::pubsub::announce(&mut self, events);
+            crate::cluster::submit(&mut self);
             self.send_outgoing();
             self.flush_dirty();
             if self.now >= self.next_tick {
@@ -572,18 +578,8 @@ impl Core {
         spec: &'static CommandSpec,
         args: Args,
     ) {
-        let cycle_id = self.next_cycle;
-        let cycle = conn.cycle.get_or_insert_with(|| Cycle::new(cycle_id));
-        if cycle.id == cycle_id {
-            self.next_cycle += 1;
-        }
-        let part = cycle.expect();
-        let target = Target {
-            idx,
-            id: conn.id,
-            cycle: cycle.id,
-            part,
-        };
+        let target = self.expect_reply(conn, idx);
+        let part = target.part;
         let batch = self.batches[owner].get_or_insert_with(|| {
             Box::new(Batch {
                 from: 0,
@@ -608,6 +604,21 @@ impl Core {
             args: first..batch.spans.len(),
             part,
         });
+    }
+
+    /// Adds a reply that will arrive later to the connection's cycle (opening one if needed).
+    pub fn expect_reply(&mut self, conn: &mut Conn, idx: usize) -> Target {
+        let cycle_id = self.next_cycle;
+        let cycle = conn.cycle.get_or_insert_with(|| Cycle::new(cycle_id));
+        if cycle.id == cycle_id {
+            self.next_cycle += 1;
+        }
+        Target {
+            idx,
+            id: conn.id,
+            cycle: cycle.id,
+            part: cycle.expect(),
+        }
     }
 
     fn send_batches(&mut self) {
@@ -836,6 +847,10 @@ impl Core {
                     self.handle(msg);
                 }
             }
+            for msg in self.shared.mailboxes[self.id].take_external() {
+                got = true;
+                self.handle(msg);
+            }
             while let Some(msg) = self.loopback.pop_front() {
                 got = true;
                 self.handle(msg);
@@ -913,6 +928,7 @@ impl Core {
                 self.send(from, Msg::Reserved { ticket });
             }
             Msg::Batch(batch) => self.run_batch(*batch),
+            Msg::Run(work) => work(self),
         }
     }
 

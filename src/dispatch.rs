@@ -123,6 +123,9 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
     if conn.tx.is_some() && !controls_transaction {
         return transaction::queue(conn, spec, args, storage);
     }
+    if let Some(flow) = crate::cluster::route(core, conn, idx, spec, args) {
+        return flow;
+    }
     if !storage {
         return admin::run(core, conn, idx, spec, args);
     }

@@ -4,9 +4,11 @@
 pub mod admin;
 pub mod blocking;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod core;
+pub mod devcluster;
 pub mod dispatch;
 pub mod info;
 pub mod introspect;

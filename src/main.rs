@@ -37,6 +37,55 @@ struct Cli {
     /// debug, verbose, notice or warning.
     #[arg(long)]
     loglevel: Option<String>,
+    /// This node's id in its cluster (a positive integer); with --members, makes the node a
+    /// member of a replicated cluster.
+    #[arg(long, requires = "members")]
+    node_id: Option<u64>,
+    /// Every member of the cluster as id@host:port (client addresses, comma-separated); each
+    /// node's Raft port is its client port + 10000.
+    #[arg(long, requires = "node_id")]
+    members: Option<String>,
+    /// Replicas of each partition (at most the number of members).
+    #[arg(long, default_value_t = tessera_cluster::placement::DEFAULT_REPLICAS)]
+    replicas: usize,
+    /// Partitions of the cluster, fixed when it is created.
+    #[arg(long, default_value_t = tessera_cluster::placement::DEFAULT_PARTITIONS)]
+    partitions: u32,
+    /// Create the cluster's Raft groups: give it to the members when the cluster is first
+    /// started, not when a member restarts.
+    #[arg(long)]
+    bootstrap: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Cluster operations.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ClusterCommand {
+    /// Runs a local cluster of N nodes, one process each, on 127.0.0.1 ports P..P+N-1, in the
+    /// foreground until Ctrl-C.
+    Dev {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        #[arg(long, default_value_t = 7000)]
+        base_port: u16,
+        /// Where the nodes' logs (and data) go.
+        #[arg(long, default_value = "tessera-cluster")]
+        dir: String,
+        #[arg(long, default_value_t = tessera_cluster::placement::DEFAULT_REPLICAS)]
+        replicas: usize,
+        /// Event-loop threads per node.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 fn build_config(cli: &Cli) -> Result<Config, String> {
@@ -60,6 +109,23 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
                 .map_err(|e| format!("--{name}: {e}"))?;
         }
     }
+    if let (Some(node_id), Some(members)) = (cli.node_id, &cli.members) {
+        let members =
+            tessera::cluster::parse_members(members).map_err(|e| format!("--members: {e}"))?;
+        if cli.partitions == 0 || cli.partitions as usize > tessera_protocol::SLOT_COUNT {
+            return Err("--partitions: must be between 1 and 16384".into());
+        }
+        if cli.replicas == 0 {
+            return Err("--replicas: must be at least 1".into());
+        }
+        config.cluster = Some(tessera::cluster::ClusterConfig {
+            node_id,
+            members,
+            partitions: cli.partitions,
+            replicas: cli.replicas,
+            bootstrap: cli.bootstrap,
+        });
+    }
     Ok(config)
 }
 
@@ -75,7 +141,9 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // openraft narrates every election at info and warn level; its errors stay.
+                .unwrap_or_else(|_| format!("{filter},openraft=error").into()),
         )
         .init();
 }
@@ -120,6 +188,27 @@ fn wait_for_stop(fd: i32, handle: &tessera::ServerHandle) {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(Command::Cluster {
+        command:
+            ClusterCommand::Dev {
+                nodes,
+                base_port,
+                dir,
+                replicas,
+                threads,
+            },
+    }) = &cli.command
+    {
+        let plan = tessera::devcluster::Plan {
+            nodes: *nodes,
+            base_port: *base_port,
+            dir: dir.into(),
+            replicas: *replicas,
+            partitions: cli.partitions,
+            threads: *threads,
+        };
+        std::process::exit(tessera::devcluster::run(&plan, signal_fd()));
+    }
     let config = match build_config(&cli) {
         Ok(config) => config,
         Err(e) => {

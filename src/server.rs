@@ -6,7 +6,7 @@ use crate::core::Core;
 use crate::mailbox::Mailbox;
 use crate::net::socket;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tessera_protocol::SLOT_COUNT;
@@ -41,6 +41,8 @@ pub struct Shared {
     pub run_id: String,
     pub port: u16,
     pub listener: i32,
+    /// This node's Raft side, when it is a member of a replicated cluster.
+    pub cluster: OnceLock<tessera_cluster::node::Node>,
 }
 
 /// Unix time in milliseconds.
@@ -57,13 +59,12 @@ pub fn partition_ranges(count: usize) -> Vec<std::ops::Range<u16>> {
         .collect()
 }
 
-/// Maps slots to cores: `cores * PARTITIONS_PER_CORE` contiguous partitions, each core
-/// getting the same number. Partitions are dealt in the order of a hash of their index, not
+/// Maps slots to cores: `partitions` contiguous partitions (a cluster's, or
+/// `cores * PARTITIONS_PER_CORE` on a node of its own), each core getting the same number. Partitions are dealt in the order of a hash of their index, not
 /// round robin: CRC16 is linear, so keys that differ only in their last characters
 /// ("user:1", "user:2", ...) share slot bits, and a regular pattern would put them all on one
 /// core.
-pub fn slot_owners(cores: usize) -> Vec<u16> {
-    let partitions = cores * PARTITIONS_PER_CORE;
+pub fn slot_owners(cores: usize, partitions: usize) -> Vec<u16> {
     let mix = |p: usize| {
         let mut x = (p as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         x ^= x >> 29;
@@ -84,6 +85,11 @@ pub fn slot_owners(cores: usize) -> Vec<u16> {
 impl Shared {
     pub fn owner(&self, slot: u16) -> usize {
         self.slot_owner[slot as usize] as usize
+    }
+
+    /// Where the cluster's partitions are led, when this node is a cluster member.
+    pub fn routing(&self) -> Option<Arc<tessera_cluster::routing::Routing>> {
+        self.cluster.get().map(|node| node.routing.clone())
     }
 
     pub fn begin_shutdown(&self) {
@@ -138,6 +144,10 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
         );
     }
     let (listener, local) = socket::listen(&config.bind, config.port)?;
+    let partitions = config
+        .cluster
+        .as_ref()
+        .map_or(cores * PARTITIONS_PER_CORE, |c| c.partitions as usize);
     let run_id: String = {
         let seed = unix_ms() ^ (std::process::id() as u64) << 20;
         let mut x = seed | 1;
@@ -154,8 +164,8 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
         config: RwLock::new(config.clone()),
         config_epoch: AtomicU64::new(0),
         cores,
-        slot_owner: slot_owners(cores),
-        partitions: partition_ranges(cores * PARTITIONS_PER_CORE),
+        slot_owner: slot_owners(cores, partitions),
+        partitions: partition_ranges(partitions),
         mailboxes: (0..cores)
             .map(|_| Mailbox::new(cores))
             .collect::<std::io::Result<_>>()?,
@@ -171,7 +181,18 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
         run_id,
         port: local.port(),
         listener,
+        cluster: OnceLock::new(),
     });
+    if let Some(cluster) = &config.cluster {
+        let node = crate::cluster::start(&shared, cluster)?;
+        let _ = shared.cluster.set(node);
+        tracing::info!(
+            node = cluster.node_id,
+            members = cluster.members.len(),
+            partitions = cluster.partitions,
+            "joined the cluster"
+        );
+    }
     tracing::info!(address = %local, cores, "Tessera is ready to accept connections");
     let mut threads = Vec::with_capacity(cores);
     for id in 0..cores {
@@ -192,7 +213,7 @@ mod tests {
     #[test]
     fn every_core_owns_an_equal_share_of_partitions() {
         for cores in [1, 2, 3, 8] {
-            let owners = slot_owners(cores);
+            let owners = slot_owners(cores, cores * PARTITIONS_PER_CORE);
             let mut counts = vec![0usize; cores];
             owners.iter().for_each(|&c| counts[c as usize] += 1);
             let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
@@ -207,7 +228,7 @@ mod tests {
 
     #[test]
     fn short_sequential_keys_spread_over_cores() {
-        let owners = slot_owners(2);
+        let owners = slot_owners(2, 2 * PARTITIONS_PER_CORE);
         let cores: std::collections::HashSet<u16> = (0..20)
             .map(|i| owners[tessera_protocol::key_slot(format!("atom:{i}").as_bytes()) as usize])
             .collect();

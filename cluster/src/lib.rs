@@ -3,5 +3,8 @@
 //! that ties them to the server (node, routing).
 
 pub mod group;
+pub mod node;
 pub mod placement;
 pub mod replica;
+pub mod routing;
+pub mod transport;

@@ -408,6 +408,10 @@ commands! {
     Hello "hello" -1 [NO_AUTH FAST NOSCRIPT LOADING STALE] 0 0 0 "connection" "6.0.0" "Handshakes with the Redis server.";
     Auth "auth" -2 [NO_AUTH FAST NOSCRIPT LOADING STALE] 0 0 0 "connection" "1.0.0" "Authenticates the connection.";
     Select "select" 2 [LOADING STALE FAST] 0 0 0 "connection" "1.0.0" "Changes the selected database.";
+    Cluster "cluster" -2 [] 0 0 0 "cluster" "3.0.0" "A container for Redis Cluster commands.";
+    ReadOnly "readonly" 1 [FAST LOADING STALE] 0 0 0 "cluster" "3.0.0" "Enables read-only queries for a connection to a Redis Cluster replica node.";
+    ReadWrite "readwrite" 1 [FAST LOADING STALE] 0 0 0 "cluster" "3.0.0" "Enables read-write queries for a connection to a Redis Cluster replica node.";
+    Asking "asking" 1 [FAST] 0 0 0 "cluster" "3.0.0" "Signals that a cluster client is following an -ASK redirect.";
     Quit "quit" -1 [NO_AUTH FAST NOSCRIPT LOADING STALE] 0 0 0 "connection" "1.0.0" "Closes the connection.";
     Reset "reset" 1 [NO_AUTH FAST NOSCRIPT LOADING STALE] 0 0 0 "connection" "6.2.0" "Resets the connection.";
     Client "client" -2 [LOADING STALE] 0 0 0 "connection" "2.4.0" "A container for client connection commands.";

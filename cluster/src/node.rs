@@ -1,0 +1,253 @@
+//! A node's Raft side: its own threads (a small tokio runtime, the only one in the process),
+//! one Raft group per partition it holds, the shared connections to its peers, and the
+//! hand-off points for the server's cores — proposals in, leadership and leases out through
+//! `Routing`.
+
+use crate::group::{Applier, LogStore, Partition, StateMachine};
+use crate::placement::NodeId;
+use crate::replica::Proposal;
+use crate::routing::{Member, Routing};
+use crate::transport::{GroupNetwork, Transport};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Leaders send heartbeats this often (ms).
+const HEARTBEAT_MS: u64 = 100;
+/// A follower that hears nothing for a random time in this range (ms) stands for election.
+const ELECTION_MS: (u64, u64) = (500, 1000);
+/// Proposals one log entry carries at most.
+const MAX_BATCH: usize = 4096;
+/// Log entries between snapshots (each entry is a batch of proposals).
+const SNAPSHOT_EVERY: u64 = 10_000;
+
+/// How a node joins its cluster.
+pub struct Settings {
+    pub me: NodeId,
+    pub members: Vec<Member>,
+    pub partitions: u32,
+    pub replicas: usize,
+    /// Forms the cluster's groups: set when the cluster is created, not when a member
+    /// restarts.
+    pub bootstrap: bool,
+    /// Address the Raft port binds.
+    pub listen: String,
+}
+
+/// Why proposals were not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This node does not lead the partition; the leader, if known.
+    NotLeader(Option<NodeId>),
+    /// The outcome is unknown: leadership changed or the group stopped before the commit.
+    Unknown,
+}
+
+/// The replies to a submission's proposals, in order, or why there are none.
+pub type Outcome = Result<Vec<Vec<u8>>, Refusal>;
+
+/// Proposals for one partition and what to do with their replies.
+pub struct Submission {
+    pub proposals: Vec<Proposal>,
+    pub done: Box<dyn FnOnce(Outcome) + Send>,
+}
+
+pub struct Node {
+    pub routing: Arc<Routing>,
+    proposers: Vec<Option<mpsc::UnboundedSender<Submission>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+}
+
+impl Node {
+    /// Starts the groups of the partitions this node holds, applying through `applier`.
+    pub fn start(settings: Settings, applier: Arc<dyn Applier>) -> std::io::Result<Node> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tessera-raft")
+            .enable_all()
+            .build()?;
+        let routing = Arc::new(Routing::new(
+            settings.me,
+            settings.members.clone(),
+            settings.partitions,
+            settings.replicas,
+        ));
+        let peers: Vec<(NodeId, String)> = settings
+            .members
+            .iter()
+            .map(|m| (m.id, m.raft.clone()))
+            .collect();
+        let transport = Transport::new(settings.me, &peers);
+        let config = Config {
+            cluster_name: "tessera".into(),
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_MS.0,
+            election_timeout_max: ELECTION_MS.1,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+            ..Config::default()
+        };
+        let config = Arc::new(config.validate().map_err(invalid)?);
+        let proposers = runtime.block_on(async {
+            let listener = TcpListener::bind(&settings.listen).await?;
+            let mut proposers = Vec::new();
+            for partition in 0..settings.partitions {
+                if !routing.hosts(partition) {
+                    proposers.push(None);
+                    continue;
+                }
+                let network = GroupNetwork {
+                    transport: transport.clone(),
+                    partition,
+                };
+                let machine = StateMachine::new(partition, applier.clone());
+                let group = Raft::new(
+                    settings.me,
+                    config.clone(),
+                    network,
+                    LogStore::default(),
+                    machine,
+                )
+                .await
+                .map_err(invalid)?;
+                transport.host(partition, group.clone());
+                let replicas = &routing.replicas[partition as usize];
+                if settings.bootstrap && replicas.first() == Some(&settings.me) {
+                    let voters: BTreeMap<NodeId, BasicNode> = replicas
+                        .iter()
+                        .filter_map(|id| routing.member(*id))
+                        .map(|m| (m.id, BasicNode::new(&m.raft)))
+                        .collect();
+                    match group.initialize(voters).await {
+                        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                        Err(e) => return Err(invalid(e)),
+                    }
+                }
+                tokio::spawn(watch_leadership(partition, group.clone(), routing.clone()));
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(propose(group, rx));
+                proposers.push(Some(tx));
+            }
+            transport.start(listener);
+            Ok::<_, std::io::Error>(proposers)
+        })?;
+        Ok(Node {
+            routing,
+            proposers,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Proposes to `partition`'s group; refused at once when this node does not hold it.
+    pub fn submit(&self, partition: u32, submission: Submission) {
+        let proposer = self
+            .proposers
+            .get(partition as usize)
+            .and_then(Option::as_ref);
+        let refused = match proposer {
+            Some(tx) => match tx.send(submission) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(s)) => s,
+            },
+            None => submission,
+        };
+        (refused.done)(Err(Refusal::NotLeader(self.routing.leader(partition))));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Keeps the partition's leader and this node's read lease current in `routing`. A leader
+/// may serve reads alone until `election_timeout_min` after the last moment a quorum
+/// acknowledged it, and only once it has applied an entry of its own term (so everything its
+/// predecessors committed is applied): followers refuse to vote for anyone until
+/// `election_timeout_max` after their last heartbeat, so no other leader can exist before
+/// then.
+async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<Routing>) {
+    let mut metrics = group.metrics();
+    loop {
+        let (leader, lease_until) = {
+            let m = metrics.borrow_and_update();
+            let caught_up = m
+                .last_applied
+                .is_some_and(|l| l.leader_id.term == m.current_term);
+            let alone = m.membership_config.membership().voter_ids().count() == 1;
+            let lease_until = match (m.state, m.millis_since_quorum_ack) {
+                (ServerState::Leader, _) if caught_up && alone => u64::MAX,
+                (ServerState::Leader, Some(ago)) if caught_up => {
+                    unix_ms().saturating_sub(ago) + ELECTION_MS.0
+                }
+                _ => 0,
+            };
+            (m.current_leader, lease_until)
+        };
+        routing.set_leader(partition, leader, lease_until);
+        if metrics.changed().await.is_err() {
+            routing.set_leader(partition, None, 0);
+            return;
+        }
+    }
+}
+
+/// Turns the submissions waiting for a partition into one log entry at a time, keeping
+/// several entries in flight.
+async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceiver<Submission>) {
+    while let Some(first) = submissions.recv().await {
+        let mut batch = vec![first];
+        let mut count = batch[0].proposals.len();
+        while count < MAX_BATCH {
+            let Ok(more) = submissions.try_recv() else {
+                break;
+            };
+            count += more.proposals.len();
+            batch.push(more);
+        }
+        let mut proposals = Vec::with_capacity(count);
+        let mut waiting = Vec::with_capacity(batch.len());
+        for s in batch {
+            waiting.push((s.proposals.len(), s.done));
+            proposals.extend(s.proposals);
+        }
+        let Ok(outcome) = group.client_write_ff(proposals).await else {
+            waiting
+                .into_iter()
+                .for_each(|(_, done)| done(Err(Refusal::Unknown)));
+            continue;
+        };
+        tokio::spawn(async move {
+            match outcome.await {
+                Ok(Ok(written)) => {
+                    let mut replies = written.data.into_iter();
+                    for (n, done) in waiting {
+                        done(Ok(replies.by_ref().take(n).collect()));
+                    }
+                }
+                Ok(Err(ClientWriteError::ForwardToLeader(to))) => waiting
+                    .into_iter()
+                    .for_each(|(_, done)| done(Err(Refusal::NotLeader(to.leader_id)))),
+                _ => waiting
+                    .into_iter()
+                    .for_each(|(_, done)| done(Err(Refusal::Unknown))),
+            }
+        });
+    }
+}

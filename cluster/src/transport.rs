@@ -1,0 +1,404 @@
+//! Raft traffic between nodes. Every partition's RPCs between two nodes share one TCP
+//! connection, dialled by the node with the lower id, carrying requests and responses both
+//! ways. Frames queued while the socket is busy go out in one write. Anything that does not
+//! parse — a stranger on the port, a corrupt frame — is logged and its connection closed; the
+//! node carries on.
+
+use crate::group::Partition;
+use crate::placement::NodeId;
+use bincode::Options;
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a dialling node sends first: this, then its id.
+const GREETING: &[u8; 8] = b"TESSRAFT";
+/// Largest frame accepted (a snapshot chunk is far smaller).
+const MAX_FRAME: u32 = 256 << 20;
+/// How long a dialled node has to greet.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts to reach a node that is down.
+const REDIAL_PAUSE: Duration = Duration::from_millis(100);
+
+#[derive(Serialize, Deserialize)]
+enum Body {
+    Append(AppendEntriesRequest<Partition>),
+    Vote(VoteRequest<NodeId>),
+    Install(InstallSnapshotRequest<Partition>),
+    Appended(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Voted(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Installed(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Frame {
+    /// Pairs a response with its request.
+    id: u64,
+    partition: u32,
+    body: Body,
+}
+
+fn codec() -> impl Options {
+    bincode::DefaultOptions::new().with_limit(u64::from(MAX_FRAME))
+}
+
+fn encode(frame: &Frame) -> Vec<u8> {
+    let mut out = vec![0; 4];
+    codec()
+        .serialize_into(&mut out, frame)
+        .expect("raft messages serialize");
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// One other node: the current connection to it, if any, and the requests awaiting replies.
+struct Peer {
+    id: NodeId,
+    address: String,
+    link: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Body>>>,
+    next_id: AtomicU64,
+}
+
+/// This node's end of the Raft traffic: its peers and the groups it hosts.
+pub struct Transport {
+    me: NodeId,
+    peers: HashMap<NodeId, Arc<Peer>>,
+    groups: RwLock<HashMap<u32, Raft<Partition>>>,
+}
+
+/// Why a request got no answer.
+struct NoAnswer;
+
+impl Transport {
+    /// `peers` are the other nodes' ids and Raft addresses.
+    pub fn new(me: NodeId, peers: &[(NodeId, String)]) -> Arc<Transport> {
+        let peers = peers
+            .iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(id, address)| {
+                let peer = Peer {
+                    id: *id,
+                    address: address.clone(),
+                    link: Mutex::new(None),
+                    waiting: Mutex::new(HashMap::new()),
+                    next_id: AtomicU64::new(1),
+                };
+                (*id, Arc::new(peer))
+            })
+            .collect();
+        Arc::new(Transport {
+            me,
+            peers,
+            groups: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Makes `group` reachable by its peers.
+    pub fn host(&self, partition: u32, group: Raft<Partition>) {
+        self.groups
+            .write()
+            .expect("no holder panics")
+            .insert(partition, group);
+    }
+
+    fn group(&self, partition: u32) -> Option<Raft<Partition>> {
+        let groups = self.groups.read().expect("no holder panics");
+        groups.get(&partition).cloned()
+    }
+
+    /// Accepts connections from lower-numbered nodes and dials the higher-numbered ones.
+    /// Runs until the runtime stops.
+    pub fn start(self: &Arc<Self>, listener: TcpListener) {
+        let me = self.clone();
+        tokio::spawn(async move { me.accept_loop(listener).await });
+        for peer in self.peers.values().filter(|p| p.id > self.me) {
+            let (me, peer) = (self.clone(), peer.clone());
+            tokio::spawn(async move { me.dial_loop(peer).await });
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((stream, from)) = listener.accept().await else {
+                tokio::time::sleep(REDIAL_PAUSE).await;
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                match me.greeted(stream).await {
+                    Ok((peer, stream)) => me.serve_link(peer, stream).await,
+                    Err(why) => {
+                        tracing::warn!(%from, "refused a connection on the raft port: {why}")
+                    }
+                }
+            });
+        }
+    }
+
+    /// Reads a dialling node's greeting; returns the peer it names.
+    async fn greeted(&self, mut stream: TcpStream) -> Result<(Arc<Peer>, TcpStream), String> {
+        let mut greeting = [0u8; 16];
+        tokio::time::timeout(GREETING_TIMEOUT, stream.read_exact(&mut greeting))
+            .await
+            .map_err(|_| "no greeting".to_string())?
+            .map_err(|e| e.to_string())?;
+        if &greeting[..8] != GREETING {
+            return Err("not a Tessera node".into());
+        }
+        let id = u64::from_le_bytes(greeting[8..].try_into().expect("8 bytes"));
+        match self.peers.get(&id) {
+            Some(peer) if id < self.me => Ok((peer.clone(), stream)),
+            _ => Err(format!("node {id} is not a member that dials this node")),
+        }
+    }
+
+    async fn dial_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        loop {
+            if let Ok(mut stream) = TcpStream::connect(&peer.address).await {
+                let mut greeting = GREETING.to_vec();
+                greeting.extend_from_slice(&self.me.to_le_bytes());
+                if stream.write_all(&greeting).await.is_ok() {
+                    self.serve_link(peer.clone(), stream).await;
+                }
+            }
+            tokio::time::sleep(REDIAL_PAUSE).await;
+        }
+    }
+
+    /// Carries traffic with `peer` over `stream` until the connection fails.
+    async fn serve_link(self: &Arc<Self>, peer: Arc<Peer>, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        *peer.link.lock().expect("no holder panics") = Some(tx.clone());
+        let sender = tokio::spawn(async move {
+            let mut writer = BufWriter::with_capacity(64 << 10, writer);
+            while let Some(frame) = rx.recv().await {
+                if writer.write_all(&frame).await.is_err() {
+                    return;
+                }
+                // Whatever queued meanwhile goes out in the same write.
+                while let Ok(frame) = rx.try_recv() {
+                    if writer.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+                if writer.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        if let Err(why) = self.read_frames(&peer, reader, &tx).await {
+            tracing::warn!(peer = peer.id, "closing the raft connection: {why}");
+        }
+        sender.abort();
+        let mut link = peer.link.lock().expect("no holder panics");
+        if link.as_ref().is_some_and(|l| l.same_channel(&tx)) {
+            *link = None;
+        }
+        drop(link);
+        // Requests sent over this connection will never be answered.
+        peer.waiting.lock().expect("no holder panics").clear();
+    }
+
+    async fn read_frames(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        mut reader: OwnedReadHalf,
+        tx: &mpsc::UnboundedSender<Vec<u8>>,
+    ) -> Result<(), String> {
+        let mut buf = Vec::new();
+        loop {
+            let len = match reader.read_u32_le().await {
+                Ok(len) => len,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            };
+            if len > MAX_FRAME {
+                return Err(format!("a frame of {len} bytes"));
+            }
+            buf.resize(len as usize, 0);
+            reader
+                .read_exact(&mut buf)
+                .await
+                .map_err(|e| e.to_string())?;
+            let frame: Frame = codec()
+                .deserialize(&buf)
+                .map_err(|e| format!("a frame that does not parse: {e}"))?;
+            match frame.body {
+                Body::Append(_) | Body::Vote(_) | Body::Install(_) => {
+                    let (me, tx) = (self.clone(), tx.clone());
+                    tokio::spawn(async move { me.answer(frame, tx).await });
+                }
+                answer => {
+                    let waiter = peer
+                        .waiting
+                        .lock()
+                        .expect("no holder panics")
+                        .remove(&frame.id);
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(answer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a peer's request on the group it names and sends the response back.
+    async fn answer(&self, frame: Frame, tx: mpsc::UnboundedSender<Vec<u8>>) {
+        let Some(group) = self.group(frame.partition) else {
+            tracing::debug!(
+                partition = frame.partition,
+                "request for a group not hosted here"
+            );
+            return;
+        };
+        let body = match frame.body {
+            Body::Append(rpc) => Body::Appended(group.append_entries(rpc).await),
+            Body::Vote(rpc) => Body::Voted(group.vote(rpc).await),
+            Body::Install(rpc) => Body::Installed(group.install_snapshot(rpc).await),
+            _ => return,
+        };
+        let _ = tx.send(encode(&Frame {
+            id: frame.id,
+            partition: frame.partition,
+            body,
+        }));
+    }
+
+    /// Sends a request to `target` and waits up to `ttl` for the answer.
+    async fn call(
+        &self,
+        target: NodeId,
+        partition: u32,
+        body: Body,
+        ttl: Duration,
+    ) -> Result<Body, NoAnswer> {
+        let peer = self.peers.get(&target).ok_or(NoAnswer)?;
+        let link = peer.link.lock().expect("no holder panics").clone();
+        let link = link.ok_or(NoAnswer)?;
+        let id = peer.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        peer.waiting
+            .lock()
+            .expect("no holder panics")
+            .insert(id, tx);
+        let frame = Frame {
+            id,
+            partition,
+            body,
+        };
+        if link.send(encode(&frame)).is_err() {
+            peer.waiting.lock().expect("no holder panics").remove(&id);
+            return Err(NoAnswer);
+        }
+        match tokio::time::timeout(ttl, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                peer.waiting.lock().expect("no holder panics").remove(&id);
+                Err(NoAnswer)
+            }
+        }
+    }
+}
+
+/// The network of one partition's group: its RPCs travel over the shared connections.
+#[derive(Clone)]
+pub struct GroupNetwork {
+    pub transport: Arc<Transport>,
+    pub partition: u32,
+}
+
+pub struct Link {
+    network: GroupNetwork,
+    target: NodeId,
+}
+
+fn unreachable<E: std::error::Error>(target: NodeId) -> RPCError<NodeId, BasicNode, E> {
+    let why = std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        format!("node {target} did not answer"),
+    );
+    RPCError::Unreachable(Unreachable::new(&why))
+}
+
+impl RaftNetworkFactory<Partition> for GroupNetwork {
+    type Network = Link;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Link {
+        Link {
+            network: self.clone(),
+            target,
+        }
+    }
+}
+
+impl Link {
+    async fn call(&self, body: Body, option: &RPCOption) -> Option<Body> {
+        let network = &self.network;
+        let ttl = option.hard_ttl();
+        let answer = network
+            .transport
+            .call(self.target, network.partition, body, ttl);
+        answer.await.ok()
+    }
+}
+
+type RaftResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl RaftNetwork<Partition> for Link {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<Partition>,
+        option: RPCOption,
+    ) -> RaftResult<AppendEntriesResponse<NodeId>> {
+        match self.call(Body::Append(rpc), &option).await {
+            Some(Body::Appended(answer)) => {
+                answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(unreachable(self.target)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<Partition>,
+        option: RPCOption,
+    ) -> RaftResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        match self.call(Body::Install(rpc), &option).await {
+            Some(Body::Installed(answer)) => {
+                answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(unreachable(self.target)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RaftResult<VoteResponse<NodeId>> {
+        match self.call(Body::Vote(rpc), &option).await {
+            Some(Body::Voted(answer)) => {
+                answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(unreachable(self.target)),
+        }
+    }
+}

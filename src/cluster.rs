@@ -1,0 +1,571 @@
+//! A node as a member of a replicated cluster: requests for partitions led elsewhere are
+//! redirected (`-MOVED`), writes become proposals to the partition's Raft group and are
+//! answered once committed and applied, reads are served while this node holds the
+//! partition's lease, and the CLUSTER commands describe it all the way Redis Cluster does.
+//! The Raft side (`tessera_cluster::node`) runs on its own threads and reaches the cores
+//! through their mailboxes.
+
+use crate::conn::Conn;
+use crate::core::{Core, Msg, Target};
+use crate::dispatch::{reply, Flow};
+use crate::multi::{reply_with, MultiOp, Step};
+use crate::server::Shared;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use tessera_cluster::group::{Applier, Done};
+use tessera_cluster::node::{Node, Outcome, Refusal, Settings, Submission};
+use tessera_cluster::replica::{self, Proposal};
+use tessera_cluster::routing::{Member, Routing};
+use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter, SLOT_COUNT};
+
+/// Raft ports are client ports plus this, as Redis Cluster's bus ports.
+pub const RAFT_PORT_OFFSET: u16 = 10000;
+
+/// How this node takes part in a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    pub members: Vec<Member>,
+    pub partitions: u32,
+    pub replicas: usize,
+    pub bootstrap: bool,
+}
+
+/// Parses `id@host:port,...` (client addresses; each Raft port is the client port plus
+/// `RAFT_PORT_OFFSET`).
+pub fn parse_members(text: &str) -> Result<Vec<Member>, String> {
+    let mut members: Vec<Member> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, address) = item
+            .split_once('@')
+            .ok_or_else(|| format!("'{item}' is not id@host:port"))?;
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|&id| id > 0)
+            .ok_or_else(|| format!("'{id}' is not a node id (a positive integer)"))?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{address}' has no port"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|&p: &u16| p > 0 && p <= u16::MAX - RAFT_PORT_OFFSET)
+            .ok_or_else(|| format!("'{port}' is not a usable port"))?;
+        if members.iter().any(|m| m.id == id) {
+            return Err(format!("node id {id} is listed twice"));
+        }
+        members.push(Member {
+            id,
+            client: format!("{host}:{port}"),
+            raft: format!("{host}:{}", port + RAFT_PORT_OFFSET),
+        });
+    }
+    if members.is_empty() {
+        return Err("no members".into());
+    }
+    Ok(members)
+}
+
+/// The 40-character id Redis Cluster clients expect, derived from the numeric one.
+pub fn node_name(id: u64) -> String {
+    format!("{id:040x}")
+}
+
+/// Starts this node's Raft side; its groups apply through the cores of `shared`.
+pub fn start(shared: &Arc<Shared>, config: &ClusterConfig) -> std::io::Result<Node> {
+    let me = config
+        .members
+        .iter()
+        .find(|m| m.id == config.node_id)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("node {} is not among the members", config.node_id),
+            )
+        })?;
+    let port = me.raft.rsplit_once(':').map_or("", |(_, p)| p);
+    let bind = shared
+        .config
+        .read()
+        .map(|c| c.bind.clone())
+        .unwrap_or_default();
+    let settings = Settings {
+        me: config.node_id,
+        members: config.members.clone(),
+        partitions: config.partitions,
+        replicas: config.replicas.min(config.members.len()),
+        bootstrap: config.bootstrap,
+        listen: format!("{bind}:{port}"),
+    };
+    let applier = CoreApplier {
+        shared: Arc::downgrade(shared),
+    };
+    Node::start(settings, Arc::new(applier))
+}
+
+/// Applies a partition's committed proposals on the core that owns its slots.
+struct CoreApplier {
+    shared: Weak<Shared>,
+}
+
+impl CoreApplier {
+    fn on_owner(&self, partition: u32, run: impl FnOnce(&mut Core) + Send + 'static) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let routing = &shared
+            .routing()
+            .expect("an applier exists only in a cluster");
+        let owner = shared.owner(routing.slots(partition).start);
+        shared.mailboxes[owner].push_external(Msg::Run(Box::new(run)));
+    }
+}
+
+impl Applier for CoreApplier {
+    fn apply(&self, partition: u32, proposals: Vec<Proposal>, done: Done<Vec<Vec<u8>>>) {
+        self.on_owner(partition, move |core| {
+            let replies = proposals
+                .iter()
+                .map(|p| replica::run(&mut core.store, p))
+                .collect();
+            done.send(replies);
+        });
+    }
+
+    fn snapshot(&self, partition: u32, done: Done<Vec<u8>>) {
+        let slots = self.slots(partition);
+        self.on_owner(partition, move |core| {
+            done.send(replica::snapshot(&core.store, slots, core.now));
+        });
+    }
+
+    fn restore(&self, partition: u32, data: Vec<u8>, done: Done<()>) {
+        let slots = self.slots(partition);
+        self.on_owner(partition, move |core| {
+            replica::restore(&mut core.store, slots, &data);
+            done.send(());
+        });
+    }
+}
+
+impl CoreApplier {
+    fn slots(&self, partition: u32) -> std::ops::Range<u16> {
+        self.shared
+            .upgrade()
+            .and_then(|s| s.routing().map(|r| r.slots(partition)))
+            .unwrap_or(0..0)
+    }
+}
+
+/// Where a proposal's reply goes, and its key's slot (for a redirect).
+type ReplyTo = (Target, u16);
+
+/// Proposals a core has gathered this turn, per partition, with where each reply goes.
+#[derive(Default)]
+pub struct Outbox {
+    partitions: HashMap<u32, (Vec<Proposal>, Vec<ReplyTo>)>,
+}
+
+fn moved(slot: u16, leader: Option<u64>, routing: &Routing) -> String {
+    match leader.and_then(|id| routing.member(id)) {
+        Some(m) => format!("MOVED {slot} {}", m.client),
+        None => "CLUSTERDOWN The cluster is down: the partition has no leader".into(),
+    }
+}
+
+fn error_reply(message: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    ReplyWriter::new(&mut out, false).error(message);
+    out
+}
+
+/// Commands a cluster member cannot run yet: they would write outside a partition's log,
+/// wait, or read keys they do not name.
+fn unsupported(core: &Core, spec: &'static CommandSpec, args: Args) -> bool {
+    matches!(
+        spec.cmd,
+        Cmd::Multi | Cmd::Exec | Cmd::FlushDb | Cmd::FlushAll
+    ) || crate::blocking::is_blocking(spec, args)
+        || crate::multi::sorts_by_patterns(core, spec, args)
+}
+
+/// Routes a request on a cluster member. Returns the flow when it was answered here (a
+/// redirect, an error, or a write proposed); `None` lets the ordinary path run it (a read
+/// this node may serve, or a command without keys).
+pub fn route(
+    core: &mut Core,
+    conn: &mut Conn,
+    idx: usize,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> Option<Flow> {
+    let routing = core.shared.routing()?;
+    if unsupported(core, spec, args) {
+        let message = format!("ERR '{}' is not supported in cluster mode yet", spec.name);
+        reply(conn, |w| w.error(&message));
+        return Some(Flow::Next);
+    }
+    if spec.cmd == Cmd::Select && args.get(1) != b"0" {
+        reply(conn, |w| {
+            w.error("ERR SELECT is not allowed in cluster mode")
+        });
+        return Some(Flow::Next);
+    }
+    let mut slot = None;
+    for pos in spec.keys_in(&args) {
+        let s = key_slot(args.get(pos));
+        if slot.is_some_and(|first| first != s) {
+            reply(conn, |w| {
+                w.error("CROSSSLOT Keys in request don't hash to the same slot")
+            });
+            return Some(Flow::Next);
+        }
+        slot = Some(s);
+    }
+    let slot = slot?;
+    let partition = routing.partition_of(slot);
+    let leader = routing.leader(partition);
+    if leader != Some(routing.me) {
+        let message = moved(slot, leader, &routing);
+        reply(conn, |w| w.error(&message));
+        return Some(Flow::Next);
+    }
+    if !spec.is_write() {
+        // A read must see the writes this connection proposed before it.
+        if conn.cycle.as_ref().is_some_and(|c| c.proposed) {
+            return Some(Flow::Retry);
+        }
+        if !routing.readable(partition, core.now) {
+            reply(conn, |w| {
+                w.error("TRYAGAIN This node's lease on the partition is not confirmed yet")
+            });
+            return Some(Flow::Next);
+        }
+        return None;
+    }
+    let target = core.expect_reply(conn, idx);
+    if let Some(cycle) = conn.cycle.as_mut() {
+        cycle.proposed = true;
+    }
+    let proposal = Proposal {
+        db: conn.db,
+        now: core.now,
+        seed: tessera_storage::rng::seed(),
+        resp3: conn.resp3,
+        args: args.iter().map(<[u8]>::to_vec).collect(),
+    };
+    let (proposals, targets) = core.outbox.partitions.entry(partition).or_default();
+    proposals.push(proposal);
+    targets.push((target, slot));
+    Some(Flow::Next)
+}
+
+/// Hands this turn's proposals to their groups; each group's replies come back to this core.
+pub fn submit(core: &mut Core) {
+    if core.outbox.partitions.is_empty() {
+        return;
+    }
+    let Some(node) = core.shared.cluster.get() else {
+        return;
+    };
+    for (partition, (proposals, targets)) in core.outbox.partitions.drain() {
+        let (shared, home) = (core.shared.clone(), core.id);
+        let done = move |outcome: Outcome| {
+            let answer = move |core: &mut Core| answered(core, targets, outcome);
+            shared.mailboxes[home].push_external(Msg::Run(Box::new(answer)));
+        };
+        node.submit(
+            partition,
+            Submission {
+                proposals,
+                done: Box::new(done),
+            },
+        );
+    }
+}
+
+fn answered(core: &mut Core, targets: Vec<ReplyTo>, outcome: Outcome) {
+    let Some(routing) = core.shared.routing() else {
+        return;
+    };
+    match outcome {
+        Ok(replies) => {
+            for ((target, _), reply) in targets.into_iter().zip(replies) {
+                core.deliver_reply(target, reply);
+            }
+        }
+        Err(refusal) => {
+            for (target, slot) in targets {
+                let message = match refusal {
+                    Refusal::NotLeader(leader) => moved(slot, leader, &routing),
+                    Refusal::Unknown => "UNCERTAIN leadership changed before the write committed: it may or may not have been applied".into(),
+                };
+                core.deliver_reply(target, error_reply(&message));
+            }
+        }
+    }
+}
+
+/// CLUSTER, READONLY, READWRITE and ASKING.
+pub fn run_command(
+    core: &mut Core,
+    conn: &mut Conn,
+    idx: usize,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> Flow {
+    let Some(routing) = core.shared.routing() else {
+        reply(conn, |w| {
+            w.error("ERR This instance has cluster support disabled")
+        });
+        return Flow::Next;
+    };
+    if spec.cmd != Cmd::Cluster {
+        reply(conn, |w| w.ok());
+        return Flow::Next;
+    }
+    let sub = args.get(1).to_ascii_uppercase();
+    let resp3 = conn.resp3;
+    match (sub.as_slice(), args.len()) {
+        (b"MYID", 2) => reply(conn, |w| w.bulk(node_name(routing.me).as_bytes())),
+        (b"KEYSLOT", 3) => reply(conn, |w| w.int(i64::from(key_slot(args.get(2))))),
+        (b"INFO", 2) => {
+            let text = info(&routing);
+            reply(conn, |w| w.verbatim(text.as_bytes()));
+        }
+        (b"NODES", 2) => {
+            let text = nodes(&routing);
+            reply(conn, |w| w.verbatim(text.as_bytes()));
+        }
+        (b"SLOTS", 2) => reply(conn, |w| slots(&routing, w)),
+        (b"SHARDS", 2) => reply(conn, |w| shards(&routing, w)),
+        (b"COUNTKEYSINSLOT", 3) | (b"GETKEYSINSLOT", 4) => {
+            let Some(slot) = std::str::from_utf8(args.get(2))
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|&s| (s as usize) < SLOT_COUNT)
+            else {
+                reply(conn, |w| w.error("ERR Invalid slot"));
+                return Flow::Next;
+            };
+            let limit = if args.len() == 4 {
+                match std::str::from_utf8(args.get(3))
+                    .ok()
+                    .and_then(|s| s.parse::<usize>().ok())
+                {
+                    Some(n) => Some(n),
+                    None => {
+                        reply(conn, |w| w.error("ERR Invalid number of keys"));
+                        return Flow::Next;
+                    }
+                }
+            } else {
+                None
+            };
+            return crate::dispatch::run_multi(core, conn, idx, |core| {
+                keys_in_slot(core, slot, limit, resp3)
+            });
+        }
+        _ => {
+            let name = String::from_utf8_lossy(args.get(1)).into_owned();
+            reply(conn, |w| {
+                w.error(&format!(
+                    "ERR unknown subcommand or wrong number of arguments for '{name}'. Try CLUSTER HELP."
+                ))
+            });
+        }
+    }
+    Flow::Next
+}
+
+/// COUNTKEYSINSLOT (no limit) or GETKEYSINSLOT, asked of the slot's owner core (database 0,
+/// the only one in a cluster).
+fn keys_in_slot(core: &Core, slot: u16, limit: Option<usize>, resp3: bool) -> MultiOp {
+    let owner = core.shared.owner(slot);
+    let now = core.now;
+    let work = crate::admin::work(move |core| {
+        let Some(ks) = core.store.keyspace(0) else {
+            return (0usize, Vec::new());
+        };
+        let keys: Vec<Vec<u8>> = match limit {
+            Some(n) => ks
+                .slot_entries(slot, now)
+                .take(n)
+                .map(|e| e.key().to_vec())
+                .collect(),
+            None => Vec::new(),
+        };
+        (ks.slot_entries(slot, now).count(), keys)
+    });
+    let combine = move |mut results: Vec<Box<dyn std::any::Any + Send>>| {
+        let (count, keys) = results
+            .pop()
+            .and_then(|r| r.downcast::<(usize, Vec<Vec<u8>>)>().ok())
+            .map_or((0, Vec::new()), |b| *b);
+        reply_with(resp3, |w| match limit {
+            None => w.int(count as i64),
+            Some(_) => {
+                w.array(keys.len());
+                keys.iter().for_each(|k| w.bulk(k));
+            }
+        })
+    };
+    MultiOp {
+        reserve: Vec::new(),
+        step: Step::Calls(vec![(owner, work)], Box::new(combine)),
+    }
+}
+
+/// Contiguous slot ranges each led by one node, with that leader.
+fn led_ranges(routing: &Routing) -> Vec<(std::ops::Range<u16>, u64, u32)> {
+    let mut ranges: Vec<(std::ops::Range<u16>, u64, u32)> = Vec::new();
+    for p in 0..routing.partitions {
+        let Some(leader) = routing.leader(p) else {
+            continue;
+        };
+        let slots = routing.slots(p);
+        match ranges.last_mut() {
+            Some((range, l, _)) if *l == leader && range.end == slots.start => {
+                range.end = slots.end
+            }
+            _ => ranges.push((slots, leader, p)),
+        }
+    }
+    ranges
+}
+
+fn host_port(member: &Member) -> (&str, u16) {
+    let (host, port) = member
+        .client
+        .rsplit_once(':')
+        .unwrap_or((&member.client, "0"));
+    (host, port.parse().unwrap_or(0))
+}
+
+fn info(routing: &Routing) -> String {
+    let led: usize = (0..routing.partitions)
+        .filter(|&p| routing.leader(p).is_some())
+        .map(|p| routing.slots(p).len())
+        .sum();
+    let state = if led == SLOT_COUNT { "ok" } else { "fail" };
+    let leaders: std::collections::BTreeSet<u64> = (0..routing.partitions)
+        .filter_map(|p| routing.leader(p))
+        .collect();
+    format!(
+        "cluster_enabled:1\r\ncluster_state:{state}\r\ncluster_slots_assigned:{SLOT_COUNT}\r\n\
+         cluster_slots_ok:{led}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:{}\r\n\
+         cluster_known_nodes:{}\r\ncluster_size:{}\r\ncluster_current_epoch:1\r\n\
+         cluster_my_epoch:1\r\ncluster_partitions:{}\r\ncluster_partitions_led_here:{}\r\n",
+        SLOT_COUNT - led,
+        routing.members.len(),
+        leaders.len(),
+        routing.partitions,
+        routing.led_here().count(),
+    )
+}
+
+/// CLUSTER NODES: every member as a master of the slots whose partitions it leads.
+fn nodes(routing: &Routing) -> String {
+    let ranges = led_ranges(routing);
+    let mut text = String::new();
+    for m in &routing.members {
+        let (host, port) = host_port(m);
+        let flags = if m.id == routing.me {
+            "myself,master"
+        } else {
+            "master"
+        };
+        text.push_str(&format!(
+            "{} {host}:{port}@{} {flags} - 0 0 1 connected",
+            node_name(m.id),
+            port + RAFT_PORT_OFFSET
+        ));
+        for (range, _, _) in ranges.iter().filter(|(_, l, _)| *l == m.id) {
+            if range.len() == 1 {
+                text.push_str(&format!(" {}", range.start));
+            } else {
+                text.push_str(&format!(" {}-{}", range.start, range.end - 1));
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn write_node(w: &mut ReplyWriter, member: &Member) {
+    let (host, port) = host_port(member);
+    w.array(3);
+    w.bulk(host.as_bytes());
+    w.int(i64::from(port));
+    w.bulk(node_name(member.id).as_bytes());
+}
+
+/// CLUSTER SLOTS: each range with its leader, then the partition's other replicas.
+fn slots(routing: &Routing, w: &mut ReplyWriter) {
+    let ranges = led_ranges(routing);
+    w.array(ranges.len());
+    for (range, leader, partition) in ranges {
+        let followers: Vec<&Member> = routing.replicas[partition as usize]
+            .iter()
+            .filter(|&&id| id != leader)
+            .filter_map(|&id| routing.member(id))
+            .collect();
+        w.array(3 + followers.len());
+        w.int(i64::from(range.start));
+        w.int(i64::from(range.end - 1));
+        if let Some(m) = routing.member(leader) {
+            write_node(w, m);
+        } else {
+            w.null();
+        }
+        followers.into_iter().for_each(|m| write_node(w, m));
+    }
+}
+
+/// CLUSTER SHARDS: each partition as a shard of its replicas, the leader as its master.
+fn shards(routing: &Routing, w: &mut ReplyWriter) {
+    w.array(routing.partitions as usize);
+    for p in 0..routing.partitions {
+        let slots = routing.slots(p);
+        let leader = routing.leader(p);
+        w.map(2);
+        w.bulk(b"slots");
+        w.array(2);
+        w.int(i64::from(slots.start));
+        w.int(i64::from(slots.end - 1));
+        w.bulk(b"nodes");
+        let members: Vec<&Member> = routing.replicas[p as usize]
+            .iter()
+            .filter_map(|&id| routing.member(id))
+            .collect();
+        w.array(members.len());
+        for m in members {
+            let (host, port) = host_port(m);
+            let role: &[u8] = if Some(m.id) == leader {
+                b"master"
+            } else {
+                b"replica"
+            };
+            w.map(7);
+            w.bulk(b"id");
+            w.bulk(node_name(m.id).as_bytes());
+            w.bulk(b"port");
+            w.int(i64::from(port));
+            w.bulk(b"ip");
+            w.bulk(host.as_bytes());
+            w.bulk(b"endpoint");
+            w.bulk(host.as_bytes());
+            w.bulk(b"role");
+            w.bulk(role);
+            w.bulk(b"replication-offset");
+            w.int(0);
+            w.bulk(b"health");
+            w.bulk(if leader.is_some() {
+                b"online"
+            } else {
+                b"loading"
+            });
+        }
+    }
+}

@@ -1,0 +1,412 @@
+"""A replicated cluster of real processes on loopback, used through cluster-aware clients
+(redis-cli -c, redis-py's RedisCluster, redis-benchmark --cluster): redirects, the CLUSTER
+commands, CROSSSLOT, failover without losing an acknowledged write, a node's restart and
+catch-up, garbage on the Raft port, and `tessera cluster dev`."""
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+
+from conftest import TESSERA
+
+pytestmark = pytest.mark.tessera_only
+
+RAFT_OFFSET = 10000
+
+
+def port_pair_free(port):
+    for p in (port, port + RAFT_OFFSET):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port(count):
+    """`count` consecutive client ports whose Raft ports (+10000) are free too."""
+    for _ in range(200):
+        base = random.randrange(20000, 30000)
+        if all(port_pair_free(base + i) for i in range(count)):
+            return base
+    raise AssertionError("no free ports")
+
+
+def command(port, *args, timeout=5):
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout, protocol=2)
+    try:
+        return client.execute_command(*args)
+    finally:
+        client.close()
+
+
+def cluster_ok(port):
+    try:
+        info = command(port, "CLUSTER", "INFO", timeout=1)
+    except (redis.RedisError, OSError):
+        return False
+    return b"cluster_state:ok" in info
+
+
+class Node:
+    def __init__(self, cluster, node_id):
+        self.cluster = cluster
+        self.id = node_id
+        self.port = cluster.base + node_id - 1
+        self.log = os.path.join(cluster.dir, f"node-{node_id}.log")
+        self.proc = None
+
+    def start(self, bootstrap):
+        argv = [TESSERA, "--port", str(self.port), "--threads", "2", "--node-id", str(self.id),
+                "--members", self.cluster.members]
+        if bootstrap:
+            argv.append("--bootstrap")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                return self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def local_keys(self):
+        """The keys this node holds, whichever partitions it leads (SCAN is node-local)."""
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, protocol=2)
+        try:
+            return set(client.scan_iter(count=1000))
+        finally:
+            client.close()
+
+
+class Cluster:
+    def __init__(self, tmp_path, nodes=3):
+        self.dir = str(tmp_path)
+        self.base = free_base_port(nodes)
+        self.members = ",".join(f"{i}@127.0.0.1:{self.base + i - 1}" for i in range(1, nodes + 1))
+        self.nodes = [Node(self, i) for i in range(1, nodes + 1)]
+        for node in self.nodes:
+            node.start(bootstrap=True)
+        self.wait_ok(self.nodes)
+
+    def wait_ok(self, nodes, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if all(cluster_ok(n.port) for n in nodes):
+                return
+            time.sleep(0.1)
+        logs = "".join(open(n.log, errors="replace").read()[-2000:] for n in nodes)
+        raise AssertionError(f"the cluster did not become ready:\n{logs}")
+
+    def client(self, **kw):
+        kw.setdefault("socket_timeout", 10)
+        return RedisCluster(host="127.0.0.1", port=self.nodes[0].port, **kw)
+
+    def stop(self):
+        return [node.stop() for node in self.nodes]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    assert c.stop() == [0, 0, 0], "every node exits 0 on SIGTERM"
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A cluster for a test that kills or restarts nodes."""
+    c = Cluster(tmp_path)
+    yield c
+    c.stop()
+
+
+def key_slot(key):
+    """Redis Cluster's slot: CRC16 (XMODEM) of the key or its {hash tag}, mod 16384."""
+    key = key.encode()
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    crc = 0
+    for byte in key:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
+def slot_map(port):
+    """slot -> (leader port) from CLUSTER SLOTS."""
+    owners = {}
+    for start, end, leader, *_ in command(port, "CLUSTER", "SLOTS"):
+        for slot in range(start, end + 1):
+            assert slot not in owners, f"slot {slot} listed twice"
+            owners[slot] = leader[1]
+    return owners
+
+
+def test_redis_cli_follows_redirects_and_plain_redis_cli_sees_moved(cluster):
+    port = cluster.nodes[0].port
+    for i in range(20):
+        out = subprocess.run(["redis-cli", "-c", "-p", str(port), "SET", f"cli:{i}", f"v{i}"],
+                             capture_output=True, text=True, timeout=10)
+        assert out.stdout.strip() == "OK", out
+    for i in range(20):
+        out = subprocess.run(["redis-cli", "-c", "-p", str(cluster.nodes[1].port), "GET", f"cli:{i}"],
+                             capture_output=True, text=True, timeout=10)
+        assert out.stdout.strip() == f"v{i}"
+    owners = slot_map(port)
+    slot = command(port, "CLUSTER", "KEYSLOT", "cli:0")
+    elsewhere = next(n for n in cluster.nodes if n.port != owners[slot])
+    out = subprocess.run(["redis-cli", "-p", str(elsewhere.port), "GET", "cli:0"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.stdout.strip() == f"MOVED {slot} 127.0.0.1:{owners[slot]}"
+
+
+def test_cluster_commands_describe_the_cluster(cluster):
+    port = cluster.nodes[0].port
+    assert command(port, "CLUSTER", "MYID") == b"%040x" % 1
+    assert command(port, "CLUSTER", "KEYSLOT", "foo") == 12182
+    assert command(port, "CLUSTER", "KEYSLOT", "{user1}:a") == command(port, "CLUSTER", "KEYSLOT", "user1")
+    info = command(port, "CLUSTER", "INFO").decode()
+    fields = dict(line.split(":", 1) for line in info.split("\r\n") if line)
+    assert fields["cluster_state"] == "ok"
+    assert fields["cluster_slots_ok"] == "16384"
+    assert fields["cluster_known_nodes"] == "3"
+    owners = slot_map(port)
+    assert len(owners) == 16384
+    assert set(owners.values()) == {n.port for n in cluster.nodes}, "leadership is spread"
+    # Every node agrees on who leads what, and the leader serves its slots without redirects.
+    for node in cluster.nodes[1:]:
+        assert slot_map(node.port) == owners
+    for slot in (0, 5000, 16383):
+        key = next(k for k in (f"k{i}" for i in range(1000000)) if key_slot(k) == slot)
+        assert command(port, "CLUSTER", "KEYSLOT", key) == slot
+        assert command(owners[slot], "SET", key, "x") is True
+    nodes = command(port, "CLUSTER", "NODES").decode().splitlines()
+    assert len(nodes) == 3
+    mine = next(line for line in nodes if "myself" in line).split()
+    assert mine[0] == "%040x" % 1 and mine[1] == f"127.0.0.1:{port}@{port + RAFT_OFFSET}"
+    covered = 0
+    for line in nodes:
+        for r in line.split()[8:]:
+            lo, _, hi = r.partition("-")
+            covered += int(hi or lo) - int(lo) + 1
+    assert covered == 16384
+    shards = command(port, "CLUSTER", "SHARDS")
+    assert len(shards) == 64
+    for shard in shards:
+        shard = dict(zip(shard[::2], shard[1::2]))
+        assert len(shard[b"nodes"]) == 3
+        roles = [dict(zip(n[::2], n[1::2]))[b"role"] for n in shard[b"nodes"]]
+        assert sorted(roles) == [b"master", b"replica", b"replica"]
+    rc = cluster.client()
+    for i in range(30):
+        rc.set(f"{{tag}}:{i}", i)
+    slot = rc.cluster_keyslot("{tag}")
+    leader = owners[slot]
+    assert command(leader, "CLUSTER", "COUNTKEYSINSLOT", slot) == 30
+    keys = command(leader, "CLUSTER", "GETKEYSINSLOT", slot, 10)
+    assert len(keys) == 10 and all(k.startswith(b"{tag}:") for k in keys)
+    with pytest.raises(redis.ResponseError, match="Invalid slot"):
+        command(port, "CLUSTER", "COUNTKEYSINSLOT", 16384)
+    with pytest.raises(redis.ResponseError, match="unknown subcommand"):
+        command(port, "CLUSTER", "FROBNICATE")
+    assert command(port, "READONLY") is True and command(port, "READWRITE") is True
+    rc.close()
+
+
+def test_multi_key_commands_across_slots_are_refused(cluster):
+    owners = slot_map(cluster.nodes[0].port)
+    slot = command(cluster.nodes[0].port, "CLUSTER", "KEYSLOT", "{a}x")
+    port = owners[slot]
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(10)
+        s.sendall(b"MSET {a}x 1 {b}y 2\r\nSUNIONSTORE {a}x {b}y\r\n")
+        expected = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n" * 2
+        got = b""
+        while len(got) < len(expected):
+            got += s.recv(4096)
+        assert got == expected
+    assert command(port, "MSET", "{a}x", "1", "{a}y", "2") is True
+    assert command(port, "MGET", "{a}x", "{a}y") == [b"1", b"2"]
+    with pytest.raises(redis.ResponseError, match="SELECT is not allowed in cluster mode"):
+        command(port, "SELECT", "1")
+    with pytest.raises(redis.ResponseError, match="not supported in cluster mode"):
+        command(port, "BLPOP", "{a}list", "1")
+
+
+def test_redis_py_cluster_client_reads_its_writes_of_every_type(cluster):
+    rc = cluster.client()
+    for i in range(500):
+        rc.set(f"user:{i}", i)
+    assert [int(rc.get(f"user:{i}")) for i in range(500)] == list(range(500))
+    assert rc.incr("pyc:counter") == 1 and rc.incrby("pyc:counter", 41) == 42
+    assert rc.rpush("pyc:list", "a", "b", "c") == 3 and rc.lrange("pyc:list", 0, -1) == [b"a", b"b", b"c"]
+    assert rc.hset("pyc:hash", mapping={"f": "v", "g": "w"}) == 2 and rc.hgetall("pyc:hash") == {b"f": b"v", b"g": b"w"}
+    assert rc.sadd("pyc:set", "x", "y") == 2 and rc.smembers("pyc:set") == {b"x", b"y"}
+    assert rc.zadd("pyc:zset", {"m": 1.5}) == 1 and rc.zscore("pyc:zset", "m") == 1.5
+    assert rc.xadd("pyc:stream", {"f": "v"}, id="1-1") == b"1-1" and rc.xlen("pyc:stream") == 1
+    assert rc.set("pyc:ttl", "v", px=100000) and 0 < rc.pttl("pyc:ttl") <= 100000
+    pipe = rc.pipeline()
+    for i in range(100):
+        pipe.set(f"pipe:{i}", i)
+        pipe.get(f"pipe:{i}")
+    replies = pipe.execute()
+    assert replies[1::2] == [str(i).encode() for i in range(100)], "a pipeline reads its own writes"
+    rc.close()
+
+
+def test_a_pipeline_on_one_connection_reads_its_own_writes_in_order(cluster):
+    owners = slot_map(cluster.nodes[0].port)
+    slot = command(cluster.nodes[0].port, "CLUSTER", "KEYSLOT", "{p}")
+    with socket.create_connection(("127.0.0.1", owners[slot])) as s:
+        s.settimeout(10)
+        request = b""
+        for i in range(50):
+            request += b"*3\r\n$3\r\nSET\r\n$4\r\n{p}k\r\n$%d\r\n%d\r\n*2\r\n$3\r\nGET\r\n$4\r\n{p}k\r\n" % (len(str(i)), i)
+        s.sendall(request)
+        expected = b"".join(b"+OK\r\n$%d\r\n%d\r\n" % (len(str(i)), i) for i in range(50))
+        got = b""
+        while len(got) < len(expected):
+            got += s.recv(65536)
+        assert got == expected
+
+
+def test_redis_benchmark_cluster_mode_runs(cluster):
+    out = subprocess.run(["redis-benchmark", "--cluster", "-p", str(cluster.nodes[0].port), "-t", "set,get",
+                          "-n", "20000", "-c", "10", "-P", "16", "-r", "1000", "-q"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "SET:" in out.stdout and "GET:" in out.stdout, out.stdout
+    assert any(k.startswith(b"key:") for k in cluster.nodes[0].local_keys())
+
+
+def test_garbage_on_the_raft_port_is_logged_and_the_node_carries_on(cluster):
+    node = cluster.nodes[1]
+    for payload in (b"GET / HTTP/1.1\r\n\r\n", os.urandom(4096),
+                    b"TESSRAFT" + (1).to_bytes(8, "little") + b"\xff\xff\x00\x00" + os.urandom(64),
+                    b"TESSRAFT" + (99).to_bytes(8, "little")):
+        with socket.create_connection(("127.0.0.1", node.port + RAFT_OFFSET)) as s:
+            s.sendall(payload)
+            s.settimeout(5)
+            try:
+                while s.recv(4096):
+                    pass
+            except (ConnectionResetError, socket.timeout):
+                pass
+    assert cluster_ok(node.port)
+    rc = cluster.client()
+    for i in range(100):
+        rc.set(f"after-garbage:{i}", i)
+    assert rc.get("after-garbage:99") == b"99"
+    rc.close()
+    log = open(node.log, errors="replace").read()
+    assert "refused a connection on the raft port" in log
+
+
+def test_a_killed_node_loses_no_acknowledged_write_and_catches_up_on_restart(own_cluster):
+    c = own_cluster
+    acked = {}
+    stop = threading.Event()
+
+    def writer():
+        rc = RedisCluster(host="127.0.0.1", port=c.nodes[1].port, socket_timeout=5,
+                          retry=Retry(ExponentialBackoff(cap=0.5), 10))
+        i = 0
+        while not stop.is_set():
+            key = f"w:{i}"
+            try:
+                if rc.set(key, i):
+                    acked[key] = i
+            except (redis.RedisError, OSError):
+                time.sleep(0.05)
+            i += 1
+        rc.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(1.5)
+    victim = c.nodes[0]
+    victim.kill()
+    before_kill = len(acked)
+    time.sleep(4)
+    stop.set()
+    thread.join(timeout=60)
+    assert before_kill > 100 and len(acked) > before_kill + 100, (before_kill, len(acked))
+    survivors = c.nodes[1:]
+    deadline = time.time() + 20
+    while not all(cluster_ok(n.port) for n in survivors) and time.time() < deadline:
+        time.sleep(0.1)
+    rc = RedisCluster(host="127.0.0.1", port=survivors[0].port, socket_timeout=10)
+    keys = list(acked)
+    values = []
+    for chunk in range(0, len(keys), 500):
+        values += rc.mget_nonatomic(keys[chunk:chunk + 500])
+    lost = [k for k, v in zip(keys, values) if v is None or int(v) != acked[k]]
+    assert not lost, f"{len(lost)} acknowledged writes lost, e.g. {lost[:5]}"
+    rc.close()
+    # The killed node comes back (a member restarting: no --bootstrap) and catches up.
+    victim.start(bootstrap=False)
+    c.wait_ok(c.nodes)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        held = [n.local_keys() for n in c.nodes]
+        if held[0] == held[1] == held[2]:
+            break
+        time.sleep(0.5)
+    assert held[0] == held[1] == held[2], [len(h) for h in held]
+    assert {k.decode() for k in held[0]} >= set(acked), "every replica holds every acknowledged write"
+
+
+def test_cluster_dev_starts_a_ready_cluster_and_stops_it_on_ctrl_c(tmp_path):
+    base = free_base_port(3)
+    proc = subprocess.Popen([TESSERA, "cluster", "dev", "--nodes", "3", "--base-port", str(base),
+                             "--dir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "cluster ready" in line or not line:
+                break
+        assert "cluster ready" in lines[-1], lines
+        for port in (base, base + 1, base + 2):
+            assert cluster_ok(port)
+        rc = RedisCluster(host="127.0.0.1", port=base + 2, socket_timeout=10)
+        rc.set("dev", "ok")
+        assert rc.get("dev") == b"ok"
+        rc.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        for port in (base, base + 1, base + 2):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        assert sorted(os.listdir(tmp_path)) == ["node-1.log", "node-2.log", "node-3.log"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
