@@ -12,6 +12,7 @@ use crate::multi::{reply_with, MultiOp, Step};
 use crate::server::Shared;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use tessera_cluster::forward::Job;
 use tessera_cluster::group::{Applier, Done};
 use tessera_cluster::node::{Node, Outcome, Refusal, Settings, Submission};
 use tessera_cluster::replica::{self, Proposal};
@@ -29,6 +30,9 @@ pub struct ClusterConfig {
     pub partitions: u32,
     pub replicas: usize,
     pub bootstrap: bool,
+    /// Relay requests for partitions led elsewhere instead of redirecting the client, so
+    /// clients that know nothing of clusters work against any node.
+    pub forwarding: bool,
 }
 
 /// Parses `id@host:port,...` (client addresses; each Raft port is the client port plus
@@ -227,8 +231,16 @@ pub fn route(
     let partition = routing.partition_of(slot);
     let leader = routing.leader(partition);
     if leader != Some(routing.me) {
-        let message = moved(slot, leader, &routing);
-        reply(conn, |w| w.error(&message));
+        let forward_to = leader
+            .and_then(|id| routing.member(id))
+            .filter(|_| core.config.cluster.as_ref().is_some_and(|c| c.forwarding));
+        match forward_to {
+            Some(member) => forward(core, conn, idx, &member.client, spec, args),
+            None => {
+                let message = moved(slot, leader, &routing);
+                reply(conn, |w| w.error(&message));
+            }
+        }
         return Some(Flow::Next);
     }
     if !spec.is_write() {
@@ -259,6 +271,49 @@ pub fn route(
     proposals.push(proposal);
     targets.push((target, slot));
     Some(Flow::Next)
+}
+
+/// Relays a request to the node leading its partition; the reply fills the request's place
+/// in the connection's cycle.
+fn forward(
+    core: &mut Core,
+    conn: &mut Conn,
+    idx: usize,
+    leader: &str,
+    spec: &'static CommandSpec,
+    args: Args,
+) {
+    let shared = core.shared.clone();
+    let Some(node) = shared.cluster.get() else {
+        return;
+    };
+    let target = core.expect_reply(conn, idx);
+    let mut request = Vec::new();
+    ReplyWriter::new(&mut request, false).array(args.len());
+    for arg in args.iter() {
+        ReplyWriter::new(&mut request, false).bulk(arg);
+    }
+    let (home, write) = (core.id, spec.is_write());
+    let mailboxes = shared.clone();
+    let done = move |relayed: Result<Vec<u8>, String>| {
+        let reply = relayed.unwrap_or_else(|why| {
+            error_reply(&if write {
+                format!("UNCERTAIN forwarding to the leader failed ({why}): the write may or may not have been applied")
+            } else {
+                format!("TRYAGAIN forwarding to the leader failed ({why})")
+            })
+        });
+        let answer = move |core: &mut Core| core.deliver_reply(target, reply);
+        mailboxes.mailboxes[home].push_external(Msg::Run(Box::new(answer)));
+    };
+    node.forward(
+        leader,
+        conn.resp3,
+        Job {
+            request,
+            done: Box::new(done),
+        },
+    );
 }
 
 /// Hands this turn's proposals to their groups; each group's replies come back to this core.

@@ -55,6 +55,10 @@ struct Cli {
     /// started, not when a member restarts.
     #[arg(long)]
     bootstrap: bool,
+    /// Relay requests for partitions led by other nodes instead of answering -MOVED, so
+    /// clients that know nothing of clusters can use any node.
+    #[arg(long)]
+    cluster_forwarding: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -124,6 +128,7 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
             partitions: cli.partitions,
             replicas: cli.replicas,
             bootstrap: cli.bootstrap,
+            forwarding: cli.cluster_forwarding,
         });
     }
     Ok(config)

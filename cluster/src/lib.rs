@@ -2,6 +2,7 @@
 //! group (group, replica), the connections between nodes (transport), and the node runtime
 //! that ties them to the server (node, routing).
 
+pub mod forward;
 pub mod group;
 pub mod node;
 pub mod placement;

@@ -3,6 +3,7 @@
 //! hand-off points for the server's cores — proposals in, leadership and leases out through
 //! `Routing`.
 
+use crate::forward::{Forwarder, Job};
 use crate::group::{Applier, LogStore, Partition, StateMachine};
 use crate::placement::NodeId;
 use crate::replica::Proposal;
@@ -59,6 +60,7 @@ pub struct Submission {
 pub struct Node {
     pub routing: Arc<Routing>,
     proposers: Vec<Option<mpsc::UnboundedSender<Submission>>>,
+    forwarder: Arc<Forwarder>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -147,6 +149,7 @@ impl Node {
         Ok(Node {
             routing,
             proposers,
+            forwarder: Arc::default(),
             runtime: Some(runtime),
         })
     }
@@ -165,6 +168,15 @@ impl Node {
             None => submission,
         };
         (refused.done)(Err(Refusal::NotLeader(self.routing.leader(partition))));
+    }
+}
+
+impl Node {
+    /// Relays a client request to the node at `address` (see `forward`).
+    pub fn forward(&self, address: &str, resp3: bool, job: Job) {
+        if let Some(runtime) = &self.runtime {
+            self.forwarder.send(runtime.handle(), address, resp3, job);
+        }
     }
 }
 

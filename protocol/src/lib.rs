@@ -3,6 +3,7 @@
 //! Nothing here knows about sockets, threads or storage.
 
 pub mod command;
+pub mod frame;
 pub mod parse;
 pub mod reply;
 pub mod slot;

@@ -72,6 +72,7 @@ class Node:
                 "--members", self.cluster.members]
         if bootstrap:
             argv.append("--bootstrap")
+        argv += self.cluster.extra
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log)
 
@@ -99,8 +100,9 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, tmp_path, nodes=3):
+    def __init__(self, tmp_path, nodes=3, extra=()):
         self.dir = str(tmp_path)
+        self.extra = list(extra)
         self.base = free_base_port(nodes)
         self.members = ",".join(f"{i}@127.0.0.1:{self.base + i - 1}" for i in range(1, nodes + 1))
         self.nodes = [Node(self, i) for i in range(1, nodes + 1)]
@@ -293,6 +295,36 @@ def test_a_pipeline_on_one_connection_reads_its_own_writes_in_order(cluster):
         while len(got) < len(expected):
             got += s.recv(65536)
         assert got == expected
+
+
+def test_plain_clients_use_any_node_through_forwarding(tmp_path):
+    c = Cluster(tmp_path, extra=["--cluster-forwarding"])
+    try:
+        node = c.nodes[0]
+        owners = slot_map(node.port)
+        plain = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=10, protocol=2)
+        keys = [f"fwd:{i}" for i in range(300)]
+        assert any(owners[key_slot(k)] != node.port for k in keys), "some keys are led elsewhere"
+        for i, k in enumerate(keys):
+            assert plain.set(k, i) is True
+        assert [int(plain.get(k)) for k in keys] == list(range(300))
+        pipe = plain.pipeline(transaction=False)
+        for i, k in enumerate(keys):
+            pipe.incr(k)
+            pipe.get(k)
+        replies = pipe.execute()
+        assert replies[1::2] == [str(i + 1).encode() for i in range(300)], "forwarded pipelines keep order"
+        resp3 = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=10, protocol=3)
+        elsewhere = next(k for k in keys if owners[key_slot(k)] != node.port)
+        resp3.hset(elsewhere + ":h", mapping={"a": "1"})
+        assert resp3.hgetall(elsewhere + ":h") == {b"a": b"1"}
+        out = subprocess.run(["redis-cli", "-p", str(node.port), "GET", elsewhere],
+                             capture_output=True, text=True, timeout=10)
+        assert out.stdout.strip() == str(keys.index(elsewhere) + 1)
+        plain.close()
+        resp3.close()
+    finally:
+        c.stop()
 
 
 def test_redis_benchmark_cluster_mode_runs(cluster):

@@ -1,0 +1,182 @@
+//! Server-side forwarding: a node relays requests for partitions led elsewhere to the leader
+//! over ordinary client connections and hands the replies back, so an application that knows
+//! nothing of clusters can use any node. One connection per (leader, protocol) carries every
+//! forwarded request, pipelined: requests of one client reach the leader in the order they
+//! were sent, and replies come back in that order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tessera_protocol::frame::reply_length;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// How long reaching a leader may take before its requests fail.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What becomes of a forwarded request: the leader's reply bytes, or why there is none.
+pub type Relayed = Box<dyn FnOnce(Result<Vec<u8>, String>) + Send>;
+
+/// One request to relay: RESP bytes and where its reply goes.
+pub struct Job {
+    pub request: Vec<u8>,
+    pub done: Relayed,
+}
+
+#[derive(Default)]
+pub struct Forwarder {
+    links: Mutex<HashMap<(String, bool), mpsc::UnboundedSender<Job>>>,
+}
+
+impl Forwarder {
+    /// Relays `job` to the node at `address`, speaking RESP3 when `resp3`.
+    pub fn send(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        address: &str,
+        resp3: bool,
+        job: Job,
+    ) {
+        let key = (address.to_string(), resp3);
+        let mut links = self.links.lock().expect("no holder panics");
+        let job = match links.get(&key) {
+            Some(link) => match link.send(job) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(job);
+        links.insert(key.clone(), tx);
+        let me = self.clone();
+        runtime.spawn(async move {
+            let why = relay(&key.0, key.1, rx).await;
+            me.forget(&key);
+            tracing::warn!(leader = %key.0, "forwarding connection closed: {why}");
+        });
+    }
+
+    fn forget(&self, key: &(String, bool)) {
+        let mut links = self.links.lock().expect("no holder panics");
+        if links.get(key).is_some_and(|l| l.is_closed()) {
+            links.remove(key);
+        }
+    }
+}
+
+/// Carries jobs to `address` until the connection fails; every job not answered then (and
+/// every one queued after) fails with the reason.
+async fn relay(address: &str, resp3: bool, mut jobs: mpsc::UnboundedReceiver<Job>) -> String {
+    let why = match connect(address, resp3).await {
+        Ok(stream) => pipeline(stream, &mut jobs).await,
+        Err(e) => e,
+    };
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        (job.done)(Err(why.clone()));
+    }
+    why
+}
+
+async fn connect(address: &str, resp3: bool) -> Result<TcpStream, String> {
+    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address));
+    let mut stream = connecting
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    if resp3 {
+        stream
+            .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        read_reply(&mut stream, &mut buf).await?;
+    }
+    Ok(stream)
+}
+
+/// Reads until `buf` starts with a whole reply; removes and returns it.
+async fn read_reply(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    buf: &mut Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    loop {
+        match reply_length(buf) {
+            Ok(Some(n)) => return Ok(buf.drain(..n).collect()),
+            Ok(None) => {}
+            Err(_) => return Err("the leader sent a malformed reply".into()),
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the leader closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn pipeline(stream: TcpStream, jobs: &mut mpsc::UnboundedReceiver<Job>) -> String {
+    let (mut reader, writer) = stream.into_split();
+    // Written requests hand their reply slots to the reader, in order.
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<Relayed>();
+    let receiving = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(done) = sent_rx.recv().await {
+            match read_reply(&mut reader, &mut buf).await {
+                Ok(reply) => done(Ok(reply)),
+                Err(why) => {
+                    done(Err(why.clone()));
+                    sent_rx.close();
+                    while let Ok(done) = sent_rx.try_recv() {
+                        done(Err(why.clone()));
+                    }
+                    return why;
+                }
+            }
+        }
+        "stopped".to_string()
+    });
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let why = loop {
+        let Some(job) = jobs.recv().await else {
+            break "stopped".to_string();
+        };
+        let mut batch = vec![job];
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+        }
+        let mut failed = None;
+        for job in batch {
+            if failed.is_some() {
+                (job.done)(Err("the connection to the leader failed".into()));
+                continue;
+            }
+            if let Err(e) = writer.write_all(&job.request).await {
+                failed = Some(e.to_string());
+                (job.done)(Err(e.to_string()));
+                continue;
+            }
+            if let Err(mpsc::error::SendError(done)) = sent_tx.send(job.done) {
+                done(Err("the connection to the leader failed".into()));
+                failed = Some("the reply reader stopped".into());
+            }
+        }
+        if let Some(why) = failed {
+            break why;
+        }
+        if let Err(e) = writer.flush().await {
+            break e.to_string();
+        }
+        if receiving.is_finished() {
+            break "the reply reader stopped".to_string();
+        }
+    };
+    drop(sent_tx);
+    match receiving.await {
+        Ok(reader_why) if why == "stopped" => reader_why,
+        _ => why,
+    }
+}
