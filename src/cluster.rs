@@ -11,12 +11,14 @@ use crate::dispatch::{reply, Flow};
 use crate::multi::{reply_with, MultiOp, Step};
 use crate::server::Shared;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use tessera_cluster::forward::Job;
 use tessera_cluster::group::{Applier, Done};
 use tessera_cluster::node::{Node, Outcome, Refusal, Settings, Submission};
-use tessera_cluster::replica::{self, Proposal};
-use tessera_cluster::routing::{Member, Routing};
+use tessera_cluster::replica::{self, Batch, Header, Replies};
+use tessera_cluster::routing::{slots_of, Member, Routing};
+use tessera_cluster::wal::Durability;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter, SLOT_COUNT};
 
 /// Raft ports are client ports plus this, as Redis Cluster's bus ports.
@@ -33,6 +35,9 @@ pub struct ClusterConfig {
     /// Relay requests for partitions led elsewhere instead of redirecting the client, so
     /// clients that know nothing of clusters work against any node.
     pub forwarding: bool,
+    pub durability: Durability,
+    /// Where the node keeps its logs and snapshots.
+    pub dir: Option<PathBuf>,
 }
 
 /// Parses `id@host:port,...` (client addresses; each Raft port is the client port plus
@@ -101,37 +106,46 @@ pub fn start(shared: &Arc<Shared>, config: &ClusterConfig) -> std::io::Result<No
         replicas: config.replicas.min(config.members.len()),
         bootstrap: config.bootstrap,
         listen: format!("{bind}:{port}"),
+        durability: config.durability,
+        dir: config.dir.clone(),
+        core_of: (0..config.partitions)
+            .map(|p| shared.owner(slots_of(p, config.partitions).start))
+            .collect(),
     };
     let applier = CoreApplier {
         shared: Arc::downgrade(shared),
+        partitions: config.partitions,
     };
     Node::start(settings, Arc::new(applier))
 }
 
-/// Applies a partition's committed proposals on the core that owns its slots.
+/// Applies a partition's committed writes on the core that owns its slots. It works before
+/// the node is up (recovery loads snapshots through it), so it needs no routing.
 struct CoreApplier {
     shared: Weak<Shared>,
+    partitions: u32,
 }
 
 impl CoreApplier {
+    fn slots(&self, partition: u32) -> std::ops::Range<u16> {
+        slots_of(partition, self.partitions)
+    }
+
     fn on_owner(&self, partition: u32, run: impl FnOnce(&mut Core) + Send + 'static) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let routing = &shared
-            .routing()
-            .expect("an applier exists only in a cluster");
-        let owner = shared.owner(routing.slots(partition).start);
+        let owner = shared.owner(self.slots(partition).start);
         shared.mailboxes[owner].push_external(Msg::Run(Box::new(run)));
     }
 }
 
 impl Applier for CoreApplier {
-    fn apply(&self, partition: u32, proposals: Vec<Proposal>, done: Done<Vec<Vec<u8>>>) {
+    fn apply(&self, partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>) {
         self.on_owner(partition, move |core| {
-            let replies = proposals
+            let replies = batches
                 .iter()
-                .map(|p| replica::run(&mut core.store, p))
+                .map(|b| replica::run(&mut core.store, b))
                 .collect();
             done.send(replies);
         });
@@ -147,28 +161,21 @@ impl Applier for CoreApplier {
     fn restore(&self, partition: u32, data: Vec<u8>, done: Done<()>) {
         let slots = self.slots(partition);
         self.on_owner(partition, move |core| {
-            replica::restore(&mut core.store, slots, &data);
+            if let Err(e) = replica::restore(&mut core.store, slots, &data) {
+                tracing::error!(partition, "cannot install a snapshot: {e}");
+            }
             done.send(());
         });
-    }
-}
-
-impl CoreApplier {
-    fn slots(&self, partition: u32) -> std::ops::Range<u16> {
-        self.shared
-            .upgrade()
-            .and_then(|s| s.routing().map(|r| r.slots(partition)))
-            .unwrap_or(0..0)
     }
 }
 
 /// Where a proposal's reply goes, and its key's slot (for a redirect).
 type ReplyTo = (Target, u16);
 
-/// Proposals a core has gathered this turn, per partition, with where each reply goes.
+/// Writes a core has gathered this turn, per partition, with where each reply goes.
 #[derive(Default)]
 pub struct Outbox {
-    partitions: HashMap<u32, (Vec<Proposal>, Vec<ReplyTo>)>,
+    partitions: HashMap<u32, (Batch, Vec<ReplyTo>)>,
 }
 
 fn moved(slot: u16, leader: Option<u64>, routing: &Routing) -> String {
@@ -204,7 +211,7 @@ pub fn route(
     spec: &'static CommandSpec,
     args: Args,
 ) -> Option<Flow> {
-    let routing = core.shared.routing()?;
+    core.config.cluster.as_ref()?;
     if unsupported(core, spec, args) {
         let message = format!("ERR '{}' is not supported in cluster mode yet", spec.name);
         reply(conn, |w| w.error(&message));
@@ -228,6 +235,10 @@ pub fn route(
         slot = Some(s);
     }
     let slot = slot?;
+    let Some(routing) = core.shared.routing() else {
+        reply(conn, |w| w.error("TRYAGAIN the node is starting"));
+        return Some(Flow::Next);
+    };
     let partition = routing.partition_of(slot);
     let leader = routing.leader(partition);
     if leader != Some(routing.me) {
@@ -260,15 +271,14 @@ pub fn route(
     if let Some(cycle) = conn.cycle.as_mut() {
         cycle.proposed = true;
     }
-    let proposal = Proposal {
-        db: conn.db,
+    let header = Header {
+        db: conn.db as u32,
         now: core.now,
         seed: tessera_storage::rng::seed(),
         resp3: conn.resp3,
-        args: args.iter().map(<[u8]>::to_vec).collect(),
     };
-    let (proposals, targets) = core.outbox.partitions.entry(partition).or_default();
-    proposals.push(proposal);
+    let (batch, targets) = core.outbox.partitions.entry(partition).or_default();
+    batch.push(header, args.iter());
     targets.push((target, slot));
     Some(Flow::Next)
 }
@@ -324,7 +334,7 @@ pub fn submit(core: &mut Core) {
     let Some(node) = core.shared.cluster.get() else {
         return;
     };
-    for (partition, (proposals, targets)) in core.outbox.partitions.drain() {
+    for (partition, (batch, targets)) in core.outbox.partitions.drain() {
         let (shared, home) = (core.shared.clone(), core.id);
         let done = move |outcome: Outcome| {
             let answer = move |core: &mut Core| answered(core, targets, outcome);
@@ -333,7 +343,7 @@ pub fn submit(core: &mut Core) {
         node.submit(
             partition,
             Submission {
-                proposals,
+                batch,
                 done: Box::new(done),
             },
         );
@@ -371,9 +381,11 @@ pub fn run_command(
     args: Args,
 ) -> Flow {
     let Some(routing) = core.shared.routing() else {
-        reply(conn, |w| {
-            w.error("ERR This instance has cluster support disabled")
-        });
+        let message = match core.config.cluster {
+            Some(_) => "TRYAGAIN the node is starting",
+            None => "ERR This instance has cluster support disabled",
+        };
+        reply(conn, |w| w.error(message));
         return Flow::Next;
     };
     if spec.cmd != Cmd::Cluster {
@@ -386,7 +398,7 @@ pub fn run_command(
         (b"MYID", 2) => reply(conn, |w| w.bulk(node_name(routing.me).as_bytes())),
         (b"KEYSLOT", 3) => reply(conn, |w| w.int(i64::from(key_slot(args.get(2))))),
         (b"INFO", 2) => {
-            let text = info(&routing);
+            let text = info(&routing, core.now);
             reply(conn, |w| w.verbatim(text.as_bytes()));
         }
         (b"NODES", 2) => {
@@ -498,9 +510,14 @@ fn host_port(member: &Member) -> (&str, u16) {
     (host, port.parse().unwrap_or(0))
 }
 
-fn info(routing: &Routing) -> String {
+/// CLUSTER INFO. A slot counts as served once its partition has a leader and, when that is
+/// this node, the leader's lease is confirmed (it can answer reads).
+fn info(routing: &Routing, now: u64) -> String {
     let led: usize = (0..routing.partitions)
-        .filter(|&p| routing.leader(p).is_some())
+        .filter(|&p| match routing.leader(p) {
+            Some(leader) => leader != routing.me || routing.readable(p, now),
+            None => false,
+        })
         .map(|p| routing.slots(p).len())
         .sum();
     let state = if led == SLOT_COUNT { "ok" } else { "fail" };

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 pub struct Plan {
     pub nodes: u64,
     pub base_port: u16,
-    /// Where each node's log goes (`node-<id>.log`).
+    /// Where each node's log (`node-<id>.log`) and data (`node-<id>/`) go.
     pub dir: PathBuf,
     pub replicas: usize,
     pub partitions: u32,
     pub threads: usize,
+    pub durability: String,
 }
 
 /// How long the nodes have to elect every partition's leader.
@@ -33,6 +34,9 @@ fn start_node(plan: &Plan, id: u64, members: &str) -> std::io::Result<Child> {
         .args(["--replicas", &plan.replicas.to_string()])
         .args(["--partitions", &plan.partitions.to_string()])
         .args(["--threads", &plan.threads.to_string()])
+        .args(["--durability", &plan.durability])
+        .arg("--dir")
+        .arg(plan.dir.join(format!("node-{id}")))
         .arg("--bootstrap")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

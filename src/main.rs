@@ -2,8 +2,10 @@
 //! and a clean stop on SIGTERM, SIGINT or SHUTDOWN.
 
 use clap::Parser;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use tessera::Config;
+use tessera_cluster::wal::Durability;
 use tikv_jemallocator::Jemalloc;
 
 #[global_allocator]
@@ -55,6 +57,14 @@ struct Cli {
     /// started, not when a member restarts.
     #[arg(long)]
     bootstrap: bool,
+    /// When a write is acknowledged: fsync (on disk on a majority; the default in a
+    /// cluster), os (written to the OS), memory (replicated in memory only, for caches). On a
+    /// node without --members, fsync or os makes it a cluster of one that keeps its data.
+    #[arg(long, value_name = "fsync|os|memory")]
+    durability: Option<String>,
+    /// Where the node keeps its logs and snapshots [default: ./tessera-node-<id>].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<String>,
     /// Relay requests for partitions led by other nodes instead of answering -MOVED, so
     /// clients that know nothing of clusters can use any node.
     #[arg(long)]
@@ -89,6 +99,9 @@ enum ClusterCommand {
         /// Event-loop threads per node.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// fsync, os or memory (see the node's --durability).
+        #[arg(long, default_value = "fsync")]
+        durability: String,
     },
 }
 
@@ -113,24 +126,52 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
                 .map_err(|e| format!("--{name}: {e}"))?;
         }
     }
-    if let (Some(node_id), Some(members)) = (cli.node_id, &cli.members) {
-        let members =
-            tessera::cluster::parse_members(members).map_err(|e| format!("--members: {e}"))?;
-        if cli.partitions == 0 || cli.partitions as usize > tessera_protocol::SLOT_COUNT {
-            return Err("--partitions: must be between 1 and 16384".into());
-        }
-        if cli.replicas == 0 {
-            return Err("--replicas: must be at least 1".into());
-        }
-        config.cluster = Some(tessera::cluster::ClusterConfig {
-            node_id,
-            members,
-            partitions: cli.partitions,
-            replicas: cli.replicas,
-            bootstrap: cli.bootstrap,
-            forwarding: cli.cluster_forwarding,
-        });
+    if cli.partitions == 0 || cli.partitions as usize > tessera_protocol::SLOT_COUNT {
+        return Err("--partitions: must be between 1 and 16384".into());
     }
+    if cli.replicas == 0 {
+        return Err("--replicas: must be at least 1".into());
+    }
+    let durability: Option<Durability> = match &cli.durability {
+        Some(text) => Some(text.parse().map_err(|e| format!("--durability: {e}"))?),
+        None => None,
+    };
+    let (node_id, members, durability, bootstrap) = match (cli.node_id, &cli.members) {
+        (Some(node_id), Some(members)) => {
+            let members =
+                tessera::cluster::parse_members(members).map_err(|e| format!("--members: {e}"))?;
+            // A cluster's writes are acknowledged once on disk on a majority, unless told.
+            (
+                node_id,
+                members,
+                durability.unwrap_or(Durability::Fsync),
+                cli.bootstrap,
+            )
+        }
+        // A node on its own is a cluster of one with replication factor 1 when it is to keep
+        // its data; otherwise it serves from memory alone, without a log.
+        _ => match durability.filter(|d| *d != Durability::Memory) {
+            Some(durability) => {
+                let me = format!("1@{}:{}", config.bind, config.port);
+                let members = tessera::cluster::parse_members(&me)?;
+                (1, members, durability, true)
+            }
+            None => return Ok(config),
+        },
+    };
+    let dir = cli.dir.clone().map(PathBuf::from).or_else(|| {
+        (durability != Durability::Memory).then(|| format!("tessera-node-{node_id}").into())
+    });
+    config.cluster = Some(tessera::cluster::ClusterConfig {
+        node_id,
+        members,
+        partitions: cli.partitions,
+        replicas: cli.replicas,
+        bootstrap,
+        forwarding: cli.cluster_forwarding,
+        durability,
+        dir,
+    });
     Ok(config)
 }
 
@@ -201,9 +242,14 @@ fn main() {
                 dir,
                 replicas,
                 threads,
+                durability,
             },
     }) = &cli.command
     {
+        if let Err(e) = durability.parse::<Durability>() {
+            eprintln!("tessera: --durability: {e}");
+            std::process::exit(1);
+        }
         let plan = tessera::devcluster::Plan {
             nodes: *nodes,
             base_port: *base_port,
@@ -211,6 +257,7 @@ fn main() {
             replicas: *replicas,
             partitions: cli.partitions,
             threads: *threads,
+            durability: durability.clone(),
         };
         std::process::exit(tessera::devcluster::run(&plan, signal_fd()));
     }

@@ -54,8 +54,8 @@ pub fn unix_ms() -> u64 {
 
 /// The slot ranges of `count` partitions, in slot order.
 pub fn partition_ranges(count: usize) -> Vec<std::ops::Range<u16>> {
-    (0..count)
-        .map(|p| (p * SLOT_COUNT / count) as u16..((p + 1) * SLOT_COUNT / count) as u16)
+    (0..count as u32)
+        .map(|p| tessera_cluster::routing::slots_of(p, count as u32))
         .collect()
 }
 
@@ -183,16 +183,6 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
         listener,
         cluster: OnceLock::new(),
     });
-    if let Some(cluster) = &config.cluster {
-        let node = crate::cluster::start(&shared, cluster)?;
-        let _ = shared.cluster.set(node);
-        tracing::info!(
-            node = cluster.node_id,
-            members = cluster.members.len(),
-            partitions = cluster.partitions,
-            "joined the cluster"
-        );
-    }
     tracing::info!(address = %local, cores, "Tessera is ready to accept connections");
     let mut threads = Vec::with_capacity(cores);
     for id in 0..cores {
@@ -203,7 +193,29 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
                 .spawn(move || core.run())?,
         );
     }
-    Ok(ServerHandle { shared, threads })
+    let handle = ServerHandle { shared, threads };
+    // The cores run first: recovering a partition loads its snapshot through its core. Until
+    // the node is up they answer keyed requests with -TRYAGAIN.
+    if let Some(cluster) = &config.cluster {
+        match crate::cluster::start(&handle.shared, cluster) {
+            Ok(node) => {
+                let _ = handle.shared.cluster.set(node);
+                tracing::info!(
+                    node = cluster.node_id,
+                    members = cluster.members.len(),
+                    partitions = cluster.partitions,
+                    durability = ?cluster.durability,
+                    "joined the cluster"
+                );
+            }
+            Err(e) => {
+                handle.shutdown();
+                handle.join();
+                return Err(e);
+            }
+        }
+    }
+    Ok(handle)
 }
 
 #[cfg(test)]

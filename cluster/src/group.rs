@@ -4,24 +4,25 @@
 //! batches to an `Applier` (the server's core owning the partition) in log order. The log
 //! lives in memory here (durability `memory`).
 
-use crate::replica::Proposal;
+use crate::replica::{Batch, Replies};
+use crate::snapshots::SnapshotFiles;
+use crate::wal::{PartitionLog, Record, Wal, Written};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
     StorageError, StorageIOError, StoredMembership, Vote,
 };
-use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 openraft::declare_raft_types!(
-    /// The type configuration of a partition's group: an entry is a batch of proposals and
-    /// its response their replies, in order.
+    /// The type configuration of a partition's group: an entry is a batch of write requests
+    /// (shared, so the log's copies of it cost nothing) and its response their replies.
     pub Partition:
-        D = Vec<Proposal>,
-        R = Vec<Vec<u8>>,
+        D = Arc<Batch>,
+        R = Replies,
         NodeId = u64,
         Node = BasicNode,
         Entry = Entry<Partition>,
@@ -47,8 +48,9 @@ fn done_pair<T>() -> (Done<T>, oneshot::Receiver<T>) {
 /// What holds a partition's data on this node. Each call must take effect in the order the
 /// calls were made (the group makes them in log order).
 pub trait Applier: Send + Sync + 'static {
-    /// Runs committed proposals of `partition`; their replies, in order, go to `done`.
-    fn apply(&self, partition: u32, proposals: Vec<Proposal>, done: Done<Vec<Vec<u8>>>);
+    /// Runs committed batches of `partition` in order; their replies, batch by batch, go to
+    /// `done`.
+    fn apply(&self, partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>);
     /// The partition's keys as `replica::snapshot` writes them.
     fn snapshot(&self, partition: u32, done: Done<Vec<u8>>);
     /// Replaces the partition's keys with a snapshot's.
@@ -58,23 +60,45 @@ pub trait Applier: Send + Sync + 'static {
 type NodeId = u64;
 type Error = StorageError<NodeId>;
 
-/// The log and the vote, in memory.
+/// A partition's log and vote: in memory, and with durability `os` or `fsync` also in the
+/// owning core's write-ahead log. Every change is applied to the memory copy at once (Raft
+/// may read it straight away) and queued to the log in order; appends and votes report done
+/// only once the log has them.
 #[derive(Clone, Default)]
 pub struct LogStore {
-    inner: Arc<Mutex<LogData>>,
-}
-
-#[derive(Default)]
-struct LogData {
-    entries: BTreeMap<u64, Entry<Partition>>,
-    vote: Option<Vote<NodeId>>,
-    committed: Option<LogId<NodeId>>,
-    purged: Option<LogId<NodeId>>,
+    partition: u32,
+    inner: Arc<Mutex<PartitionLog>>,
+    wal: Option<Arc<Wal>>,
 }
 
 impl LogStore {
-    fn data(&self) -> std::sync::MutexGuard<'_, LogData> {
+    /// A log kept in `wal`, starting from the state its replay recovered.
+    pub fn durable(partition: u32, wal: Arc<Wal>, recovered: PartitionLog) -> LogStore {
+        LogStore {
+            partition,
+            inner: Arc::new(Mutex::new(recovered)),
+            wal: Some(wal),
+        }
+    }
+
+    fn data(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
         self.inner.lock().expect("no holder panics")
+    }
+
+    /// Applies a change; `done` runs once it is durable (at once without a log).
+    fn change(&self, record: Record, done: Option<Written>) {
+        match &self.wal {
+            Some(wal) => {
+                self.data().apply(record.clone());
+                wal.write(record, done);
+            }
+            None => {
+                self.data().apply(record);
+                if let Some(done) = done {
+                    done(Ok(()));
+                }
+            }
+        }
     }
 }
 
@@ -114,8 +138,16 @@ impl RaftLogStorage<Partition> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), Error> {
-        self.data().vote = Some(*vote);
-        Ok(())
+        let (tx, rx) = oneshot::channel();
+        let done: Written = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        self.change(Record::Vote(self.partition, *vote), Some(done));
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StorageIOError::write_vote(&e).into()),
+            Err(_) => Err(gone("the log writer stopped")),
+        }
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, Error> {
@@ -123,7 +155,8 @@ impl RaftLogStorage<Partition> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), Error> {
-        self.data().committed = committed;
+        // Raft does not need this durable; it only saves re-applying after a restart.
+        self.change(Record::Committed(self.partition, committed), None);
         Ok(())
     }
 
@@ -136,26 +169,21 @@ impl RaftLogStorage<Partition> for LogStore {
         I: IntoIterator<Item = Entry<Partition>> + Send,
         I::IntoIter: Send,
     {
-        {
-            let mut data = self.data();
-            for entry in entries {
-                data.entries.insert(entry.log_id.index, entry);
-            }
-        }
-        callback.log_io_completed(Ok(()));
+        let entries: Vec<Entry<Partition>> = entries.into_iter().collect();
+        let done: Written = Box::new(move |result| callback.log_io_completed(result));
+        self.change(Record::Entries(self.partition, entries), Some(done));
         Ok(())
     }
 
+    // Truncations and purges need no wait: the log writes them before anything queued later,
+    // so a replay never sees a later append without them.
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
-        self.data().entries.split_off(&log_id.index);
+        self.change(Record::Truncate(self.partition, log_id.index), None);
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
-        let mut data = self.data();
-        data.purged = Some(log_id);
-        let kept = data.entries.split_off(&(log_id.index + 1));
-        data.entries = kept;
+        self.change(Record::Purge(self.partition, log_id), None);
         Ok(())
     }
 }
@@ -167,7 +195,12 @@ struct Progress {
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
     snapshot: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+    /// Proposal bytes applied since the last snapshot began.
+    logged_bytes: u64,
 }
+
+/// Log bytes a partition accumulates before a snapshot, at least.
+const MIN_LOG_BYTES: u64 = 4 << 20;
 
 /// The state machine of one partition on this node.
 #[derive(Clone)]
@@ -175,19 +208,72 @@ pub struct StateMachine {
     partition: u32,
     applier: Arc<dyn Applier>,
     progress: Arc<Mutex<Progress>>,
+    /// Where snapshots are kept, unless the node keeps nothing on disk.
+    files: Option<Arc<SnapshotFiles>>,
 }
 
 impl StateMachine {
-    pub fn new(partition: u32, applier: Arc<dyn Applier>) -> StateMachine {
+    pub fn new(
+        partition: u32,
+        applier: Arc<dyn Applier>,
+        files: Option<Arc<SnapshotFiles>>,
+    ) -> StateMachine {
         StateMachine {
             partition,
             applier,
             progress: Arc::default(),
+            files,
+        }
+    }
+
+    /// Loads the partition's snapshot from disk, if it has one, into the applier; Raft then
+    /// replays the log after it.
+    pub async fn recover(&self) -> std::io::Result<()> {
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        let Some((meta, image)) = files.load(self.partition)? else {
+            return Ok(());
+        };
+        let (done, rx) = done_pair();
+        self.applier.restore(self.partition, image.clone(), done);
+        rx.await
+            .map_err(|_| std::io::Error::other("the partition's core stopped"))?;
+        let mut progress = self.progress();
+        progress.applied = meta.last_log_id;
+        progress.membership = meta.last_membership.clone();
+        progress.snapshot = Some((meta, image));
+        Ok(())
+    }
+
+    async fn keep(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        image: &[u8],
+    ) -> Result<(), Error> {
+        match &self.files {
+            Some(files) => files
+                .save(self.partition, meta, image)
+                .await
+                .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into()),
+            None => Ok(()),
         }
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
         self.progress.lock().expect("no holder panics")
+    }
+
+    /// Whether the log since the last snapshot has outgrown the snapshot (and a few MiB):
+    /// snapshotting then costs at most about one more copy of what was written, and keeps
+    /// the log's memory within the data's.
+    pub fn wants_snapshot(&self) -> bool {
+        let progress = self.progress();
+        let snapshot = progress
+            .snapshot
+            .as_ref()
+            .map_or(0, |(_, d)| d.len() as u64);
+        progress.logged_bytes >= snapshot.max(MIN_LOG_BYTES)
     }
 }
 
@@ -201,7 +287,7 @@ fn gone(what: &str) -> Error {
 pub struct SnapshotBuilder {
     meta: SnapshotMeta<NodeId, BasicNode>,
     data: oneshot::Receiver<Vec<u8>>,
-    progress: Arc<Mutex<Progress>>,
+    machine: StateMachine,
 }
 
 impl RaftSnapshotBuilder<Partition> for SnapshotBuilder {
@@ -209,8 +295,9 @@ impl RaftSnapshotBuilder<Partition> for SnapshotBuilder {
         let data = (&mut self.data)
             .await
             .map_err(|_| gone("the partition's core stopped"))?;
-        self.progress.lock().expect("no holder panics").snapshot =
-            Some((self.meta.clone(), data.clone()));
+        // On disk before Raft purges the log it covers.
+        self.machine.keep(&self.meta, &data).await?;
+        self.machine.progress().snapshot = Some((self.meta.clone(), data.clone()));
         Ok(Snapshot {
             meta: self.meta.clone(),
             snapshot: Box::new(Cursor::new(data)),
@@ -228,50 +315,56 @@ impl RaftStateMachine<Partition> for StateMachine {
         Ok((progress.applied, progress.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Vec<u8>>>, Error>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Replies>, Error>
     where
         I: IntoIterator<Item = Entry<Partition>> + Send,
         I::IntoIter: Send,
     {
-        // One hand-over to the applier for every batch in these entries.
-        let mut sizes = Vec::new();
-        let mut proposals = Vec::new();
+        // One hand-over to the applier for every batch in these entries; `places` says which
+        // of its results answers each entry (blank and membership entries have none).
+        let mut places = Vec::new();
+        let mut batches = Vec::new();
         let mut last = None;
         for entry in entries {
             last = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => sizes.push(0),
+                EntryPayload::Blank => places.push(None),
                 EntryPayload::Normal(batch) => {
-                    sizes.push(batch.len());
-                    proposals.extend(batch);
+                    self.progress().logged_bytes += batch.bytes() as u64;
+                    places.push(Some(batches.len()));
+                    batches.push(batch);
                 }
                 EntryPayload::Membership(m) => {
-                    sizes.push(0);
+                    places.push(None);
                     self.progress().membership = StoredMembership::new(Some(entry.log_id), m);
                 }
             }
         }
-        let mut replies = if proposals.is_empty() {
+        let mut replies = if batches.is_empty() {
             Vec::new()
         } else {
             let (done, rx) = done_pair();
-            self.applier.apply(self.partition, proposals, done);
+            self.applier.apply(self.partition, batches, done);
             rx.await.map_err(|_| gone("the partition's core stopped"))?
-        }
-        .into_iter();
+        };
         if last.is_some() {
             self.progress().applied = last;
         }
-        Ok(sizes
+        Ok(places
             .into_iter()
-            .map(|n| replies.by_ref().take(n).collect())
+            .map(|place| {
+                place
+                    .and_then(|i| replies.get_mut(i).map(std::mem::take))
+                    .unwrap_or_default()
+            })
             .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let (done, data) = done_pair();
         self.applier.snapshot(self.partition, done);
-        let progress = self.progress();
+        let mut progress = self.progress();
+        progress.logged_bytes = 0;
         SnapshotBuilder {
             meta: SnapshotMeta {
                 last_log_id: progress.applied,
@@ -283,7 +376,7 @@ impl RaftStateMachine<Partition> for StateMachine {
                 ),
             },
             data,
-            progress: self.progress.clone(),
+            machine: self.clone(),
         }
     }
 
@@ -300,10 +393,12 @@ impl RaftStateMachine<Partition> for StateMachine {
         let (done, rx) = done_pair();
         self.applier.restore(self.partition, data.clone(), done);
         rx.await.map_err(|_| gone("the partition's core stopped"))?;
+        self.keep(meta, &data).await?;
         let mut progress = self.progress();
         progress.applied = meta.last_log_id;
         progress.membership = meta.last_membership.clone();
         progress.snapshot = Some((meta.clone(), data));
+        progress.logged_bytes = 0;
         Ok(())
     }
 
@@ -322,7 +417,7 @@ impl RaftStateMachine<Partition> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replica;
+    use crate::replica::{self, Header};
     use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
     use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
     use openraft::raft::{
@@ -426,8 +521,8 @@ mod tests {
     }
 
     impl Applier for Data {
-        fn apply(&self, _partition: u32, proposals: Vec<Proposal>, done: Done<Vec<Vec<u8>>>) {
-            done.send(self.with(|s| proposals.iter().map(|p| replica::run(s, p)).collect()));
+        fn apply(&self, _partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>) {
+            done.send(self.with(|s| batches.iter().map(|b| replica::run(s, b)).collect()));
         }
 
         fn snapshot(&self, _partition: u32, done: Done<Vec<u8>>) {
@@ -435,7 +530,7 @@ mod tests {
         }
 
         fn restore(&self, _partition: u32, data: Vec<u8>, done: Done<()>) {
-            self.with(|s| replica::restore(s, 0..SLOT_COUNT as u16, &data));
+            self.with(|s| replica::restore(s, 0..SLOT_COUNT as u16, &data).unwrap());
             done.send(());
         }
     }
@@ -453,7 +548,7 @@ mod tests {
             Arc::new(config.validate().unwrap()),
             router.clone(),
             LogStore::default(),
-            StateMachine::new(0, data.clone()),
+            StateMachine::new(0, data.clone(), None),
         )
         .await
         .unwrap();
@@ -472,13 +567,14 @@ mod tests {
     }
 
     fn get(data: &Data, key: &[u8]) -> Vec<u8> {
-        data.with(|s| replica::run(s, &Proposal::new(0, 0, &[b"GET", key])))
+        let batch = Batch::of(Header::new(0, 0), &[b"GET", key]);
+        data.with(|s| replica::run(s, &batch).split_from(0, 1).remove(0))
     }
 
     async fn write(group: &Group, args: &[&[u8]]) -> Vec<u8> {
-        let batch = vec![Proposal::new(0, 1, args)];
-        let mut replies = group.client_write(batch).await.unwrap().data;
-        replies.pop().unwrap()
+        let batch = Arc::new(Batch::of(Header::new(0, 1), args));
+        let replies = group.client_write(batch).await.unwrap().data;
+        replies.split_from(0, 1).remove(0)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

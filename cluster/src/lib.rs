@@ -8,4 +8,6 @@ pub mod node;
 pub mod placement;
 pub mod replica;
 pub mod routing;
+pub mod snapshots;
 pub mod transport;
+pub mod wal;

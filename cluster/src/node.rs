@@ -6,12 +6,15 @@
 use crate::forward::{Forwarder, Job};
 use crate::group::{Applier, LogStore, Partition, StateMachine};
 use crate::placement::NodeId;
-use crate::replica::Proposal;
+use crate::replica::Batch;
 use crate::routing::{Member, Routing};
+use crate::snapshots::SnapshotFiles;
 use crate::transport::{GroupNetwork, Transport};
+use crate::wal::{Durability, PartitionLog, Wal};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
@@ -21,10 +24,10 @@ use tokio::sync::mpsc;
 const HEARTBEAT_MS: u64 = 100;
 /// A follower that hears nothing for a random time in this range (ms) stands for election.
 const ELECTION_MS: (u64, u64) = (500, 1000);
-/// Proposals one log entry carries at most.
+/// Requests one log entry carries at most.
 const MAX_BATCH: usize = 4096;
-/// Log entries between snapshots (each entry is a batch of proposals).
-const SNAPSHOT_EVERY: u64 = 10_000;
+/// Log entries kept behind a snapshot, for followers only slightly behind.
+const LOG_KEPT_AFTER_SNAPSHOT: u64 = 128;
 
 /// How a node joins its cluster.
 pub struct Settings {
@@ -37,6 +40,11 @@ pub struct Settings {
     pub bootstrap: bool,
     /// Address the Raft port binds.
     pub listen: String,
+    pub durability: Durability,
+    /// Where the logs and snapshots go (required unless durability is `memory`).
+    pub dir: Option<PathBuf>,
+    /// The core owning each partition: partitions of one core share its write-ahead log.
+    pub core_of: Vec<usize>,
 }
 
 /// Why proposals were not applied.
@@ -48,12 +56,12 @@ pub enum Refusal {
     Unknown,
 }
 
-/// The replies to a submission's proposals, in order, or why there are none.
+/// The replies to a submission's requests, in order, or why there are none.
 pub type Outcome = Result<Vec<Vec<u8>>, Refusal>;
 
-/// Proposals for one partition and what to do with their replies.
+/// Write requests for one partition and what to do with their replies.
 pub struct Submission {
-    pub proposals: Vec<Proposal>,
+    pub batch: Batch,
     pub done: Box<dyn FnOnce(Outcome) + Send>,
 }
 
@@ -77,8 +85,11 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
 impl Node {
     /// Starts the groups of the partitions this node holds, applying through `applier`.
     pub fn start(settings: Settings, applier: Arc<dyn Applier>) -> std::io::Result<Node> {
+        // The Raft side needs a fraction of what the cores do; on a small machine one thread
+        // wakes the cores' threads least.
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads((parallelism / 4).max(1))
             .thread_name("tessera-raft")
             .enable_all()
             .build()?;
@@ -99,10 +110,13 @@ impl Node {
             heartbeat_interval: HEARTBEAT_MS,
             election_timeout_min: ELECTION_MS.0,
             election_timeout_max: ELECTION_MS.1,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+            // Snapshots are taken by size (`StateMachine::wants_snapshot`), not entry count.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT,
             ..Config::default()
         };
         let config = Arc::new(config.validate().map_err(invalid)?);
+        let (mut logs, files) = open_logs(&settings, &routing)?;
         let proposers = runtime.block_on(async {
             let listener = TcpListener::bind(&settings.listen).await?;
             let mut proposers = Vec::new();
@@ -115,16 +129,15 @@ impl Node {
                     transport: transport.clone(),
                     partition,
                 };
-                let machine = StateMachine::new(partition, applier.clone());
-                let group = Raft::new(
-                    settings.me,
-                    config.clone(),
-                    network,
-                    LogStore::default(),
-                    machine,
-                )
-                .await
-                .map_err(invalid)?;
+                let machine = StateMachine::new(partition, applier.clone(), files.clone());
+                machine.recover().await?;
+                let log = match logs.remove(&partition) {
+                    Some((wal, recovered)) => LogStore::durable(partition, wal, recovered),
+                    None => LogStore::default(),
+                };
+                let group = Raft::new(settings.me, config.clone(), network, log, machine.clone())
+                    .await
+                    .map_err(invalid)?;
                 transport.host(partition, group.clone());
                 let replicas = &routing.replicas[partition as usize];
                 if settings.bootstrap && replicas.first() == Some(&settings.me) {
@@ -139,6 +152,7 @@ impl Node {
                     }
                 }
                 tokio::spawn(watch_leadership(partition, group.clone(), routing.clone()));
+                tokio::spawn(snapshot_by_size(group.clone(), machine));
                 let (tx, rx) = mpsc::unbounded_channel();
                 tokio::spawn(propose(group, rx));
                 proposers.push(Some(tx));
@@ -169,6 +183,42 @@ impl Node {
         };
         (refused.done)(Err(Refusal::NotLeader(self.routing.leader(partition))));
     }
+}
+
+/// What each partition's log starts from: its core's write-ahead log and the state replayed
+/// from it (none with durability `memory`), and where snapshots are kept.
+type Logs = (
+    HashMap<u32, (Arc<Wal>, PartitionLog)>,
+    Option<Arc<SnapshotFiles>>,
+);
+
+fn open_logs(settings: &Settings, routing: &Routing) -> std::io::Result<Logs> {
+    let mut logs = HashMap::new();
+    if settings.durability == Durability::Memory {
+        return Ok((logs, None));
+    }
+    let dir = settings
+        .dir
+        .clone()
+        .ok_or_else(|| invalid("durability fsync or os needs a data directory (--dir)"))?;
+    std::fs::create_dir_all(&dir)?;
+    let mut cores: Vec<usize> = (0..settings.partitions)
+        .filter(|&p| routing.hosts(p))
+        .map(|p| settings.core_of[p as usize])
+        .collect();
+    cores.sort_unstable();
+    cores.dedup();
+    for core in cores {
+        let (wal, mut recovered) = Wal::open(&dir, core, settings.durability)?;
+        let wal = Arc::new(wal);
+        for partition in (0..settings.partitions).filter(|&p| settings.core_of[p as usize] == core)
+        {
+            let state = recovered.remove(&partition).unwrap_or_default();
+            logs.insert(partition, (wal.clone(), state));
+        }
+    }
+    let files = SnapshotFiles::new(dir, settings.durability);
+    Ok((logs, Some(Arc::new(files))))
 }
 
 impl Node {
@@ -220,26 +270,32 @@ async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<R
     }
 }
 
+/// Takes a snapshot whenever the state machine says its log has grown enough. Applying
+/// entries changes the metrics, so this looks after every batch applied.
+async fn snapshot_by_size(group: Raft<Partition>, machine: StateMachine) {
+    let mut metrics = group.metrics();
+    while metrics.changed().await.is_ok() {
+        if machine.wants_snapshot() && group.trigger().snapshot().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Turns the submissions waiting for a partition into one log entry at a time, keeping
 /// several entries in flight.
 async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceiver<Submission>) {
     while let Some(first) = submissions.recv().await {
-        let mut batch = vec![first];
-        let mut count = batch[0].proposals.len();
-        while count < MAX_BATCH {
+        let mut waiting = Vec::new();
+        let mut batch = first.batch;
+        waiting.push((batch.len(), first.done));
+        while batch.len() < MAX_BATCH {
             let Ok(more) = submissions.try_recv() else {
                 break;
             };
-            count += more.proposals.len();
-            batch.push(more);
+            batch.append(&more.batch);
+            waiting.push((more.batch.len(), more.done));
         }
-        let mut proposals = Vec::with_capacity(count);
-        let mut waiting = Vec::with_capacity(batch.len());
-        for s in batch {
-            waiting.push((s.proposals.len(), s.done));
-            proposals.extend(s.proposals);
-        }
-        let Ok(outcome) = group.client_write_ff(proposals).await else {
+        let Ok(outcome) = group.client_write_ff(Arc::new(batch)).await else {
             waiting
                 .into_iter()
                 .for_each(|(_, done)| done(Err(Refusal::Unknown)));
@@ -248,9 +304,10 @@ async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceive
         tokio::spawn(async move {
             match outcome.await {
                 Ok(Ok(written)) => {
-                    let mut replies = written.data.into_iter();
+                    let mut at = 0;
                     for (n, done) in waiting {
-                        done(Ok(replies.by_ref().take(n).collect()));
+                        done(Ok(written.data.split_from(at, n)));
+                        at += n;
                     }
                 }
                 Ok(Err(ClientWriteError::ForwardToLeader(to))) => waiting

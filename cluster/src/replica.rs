@@ -1,91 +1,223 @@
-//! What replicas exchange about a partition's data: proposals (a write request with the
-//! timestamp and seed its proposer fixed) run against a `Store`, and snapshots of a
+//! What replicas exchange about a partition's data: batches of write requests (each with
+//! the timestamp and seed its proposer fixed) run against a `Store`, and snapshot images of a
 //! partition's slots.
 
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use tessera_protocol::command::lookup;
 use tessera_protocol::{Args, ReplyWriter};
+use tessera_storage::keyspace::PREFETCH_BATCH;
 use tessera_storage::{dump, Request, Store};
 
-/// A write request as the log carries it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proposal {
-    pub db: usize,
+/// What a proposer fixes for one write request besides its arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub db: u32,
     /// Unix ms the proposer fixed for it: deadlines and stream IDs derive from it.
     pub now: u64,
     /// Drawn by the proposer, so a random write (SPOP) picks the same members everywhere.
     pub seed: u64,
     /// The reply's protocol (the proposing client's); the state does not depend on it.
     pub resp3: bool,
-    pub args: Vec<Vec<u8>>,
 }
 
-impl Proposal {
-    pub fn new(db: usize, now: u64, args: &[&[u8]]) -> Proposal {
-        Proposal {
-            db,
+impl Header {
+    pub fn new(db: usize, now: u64) -> Header {
+        Header {
+            db: db as u32,
             now,
             seed: tessera_storage::rng::seed(),
             resp3: false,
-            args: args.iter().map(|a| a.to_vec()).collect(),
         }
     }
 }
 
-/// Runs one proposal against the store; returns its reply bytes.
-pub fn run(store: &mut Store, p: &Proposal) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut writer = ReplyWriter::new(&mut out, p.resp3);
-    let Some(spec) = p.args.first().and_then(|name| lookup(name)) else {
-        writer.error("ERR unknown command");
-        return out;
-    };
-    let mut data = Vec::new();
-    let mut spans = Vec::new();
-    for arg in &p.args {
-        let start = data.len();
-        data.extend_from_slice(arg);
-        spans.push(start..data.len());
-    }
-    let req = Request {
-        spec,
-        args: Args::from_spans(&data, &spans),
-        db: p.db,
-        now: p.now,
-    };
-    store.execute_seeded(&req, Some(p.seed), &mut writer);
-    out
+/// Write requests as one log entry carries them: every argument back to back in one buffer
+/// (serialized as one byte string, not byte by byte), each argument's length, and each
+/// request's header and argument count.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+    lens: Vec<u32>,
+    requests: Vec<(Header, u32)>,
 }
 
-/// The keys of `slots` as (db, key, dumped value, deadline) records in one buffer.
+impl Batch {
+    pub fn push<'a>(&mut self, header: Header, args: impl IntoIterator<Item = &'a [u8]>) {
+        let mut argc = 0;
+        for arg in args {
+            self.data.extend_from_slice(arg);
+            self.lens.push(arg.len() as u32);
+            argc += 1;
+        }
+        self.requests.push((header, argc));
+    }
+
+    /// A batch of one request.
+    pub fn of(header: Header, args: &[&[u8]]) -> Batch {
+        let mut batch = Batch::default();
+        batch.push(header, args.iter().copied());
+        batch
+    }
+
+    /// Requests in the batch.
+    pub fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// Bytes of arguments.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Adds `other`'s requests after this batch's.
+    pub fn append(&mut self, other: &Batch) {
+        self.data.extend_from_slice(&other.data);
+        self.lens.extend_from_slice(&other.lens);
+        self.requests.extend_from_slice(&other.requests);
+    }
+
+    /// Every argument's place in `data`, in order.
+    fn spans(&self) -> Vec<Range<usize>> {
+        let mut at = 0;
+        self.lens
+            .iter()
+            .map(|&len| {
+                let span = at..at + len as usize;
+                at = span.end;
+                span
+            })
+            .collect()
+    }
+}
+
+/// The replies to a batch, back to back, with where each ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replies {
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Replies {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The replies from the `i`th on, each as its own buffer.
+    pub fn split_from(&self, i: usize, count: usize) -> Vec<Vec<u8>> {
+        (i..(i + count).min(self.ends.len()))
+            .map(|k| {
+                let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+                self.data[start..self.ends[k] as usize].to_vec()
+            })
+            .collect()
+    }
+}
+
+/// Runs a batch against the store in order and returns the replies. The first key of each
+/// group of upcoming requests (in the first one's database, in practice the only one of a
+/// cluster) is prefetched before they run, so their cache misses overlap.
+pub fn run(store: &mut Store, batch: &Batch) -> Replies {
+    let spans = batch.spans();
+    let mut replies = Replies {
+        data: Vec::with_capacity(batch.len() * 8),
+        ends: Vec::with_capacity(batch.len()),
+    };
+    let mut next_arg = 0;
+    let mut requests = Vec::with_capacity(batch.len());
+    for &(header, argc) in &batch.requests {
+        let end = next_arg + argc as usize;
+        requests.push((header, &spans[next_arg..end]));
+        next_arg = end;
+    }
+    for group in requests.chunks(PREFETCH_BATCH) {
+        let db = group[0].0.db as usize;
+        let keys: Vec<&[u8]> = group
+            .iter()
+            .filter(|(h, spans)| h.db as usize == db && spans.len() > 1)
+            .map(|(_, spans)| &batch.data[spans[1].clone()])
+            .collect();
+        if let Some(ks) = store.keyspace(db) {
+            ks.prefetch(&keys);
+        }
+        for &(header, spans) in group {
+            let args = Args::from_spans(&batch.data, spans);
+            let mut writer = ReplyWriter::new(&mut replies.data, header.resp3);
+            match lookup(args.get(0)) {
+                Some(spec) if !spans.is_empty() => {
+                    let req = Request {
+                        spec,
+                        args,
+                        db: header.db as usize,
+                        now: header.now,
+                    };
+                    store.execute_seeded(&req, Some(header.seed), &mut writer);
+                }
+                _ => writer.error("ERR unknown command"),
+            }
+            replies.ends.push(replies.data.len() as u32);
+        }
+    }
+    replies
+}
+
+/// A partition's keys as a snapshot holds them, serialized with rkyv: reading one back
+/// walks the archived records in place, with no decoding pass.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Image {
+    records: Vec<Record>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Record {
+    db: u32,
+    /// Absolute Unix ms, 0 for none.
+    deadline: u64,
+    key: Vec<u8>,
+    /// As `dump::value_bytes` writes it.
+    value: Vec<u8>,
+}
+
+/// The keys of `slots`, every database, as a snapshot image.
 pub fn snapshot(store: &Store, slots: Range<u16>, now: u64) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut records = Vec::new();
     for db in 0..store.databases() {
         let Some(ks) = store.keyspace(db) else {
             continue;
         };
         for slot in slots.clone() {
             for entry in ks.slot_entries(slot, now) {
-                let value = dump::value_bytes(entry);
-                for field in [
-                    &(db as u64).to_le_bytes()[..],
-                    entry.key(),
-                    &value,
-                    &entry.expire_at().unwrap_or(0).to_le_bytes(),
-                ] {
-                    out.extend_from_slice(&(field.len() as u64).to_le_bytes());
-                    out.extend_from_slice(field);
-                }
+                records.push(Record {
+                    db: db as u32,
+                    deadline: entry.expire_at().unwrap_or(0),
+                    key: entry.key().to_vec(),
+                    value: dump::value_bytes(entry),
+                });
             }
         }
     }
-    out
+    rkyv::to_bytes::<rkyv::rancor::Error>(&Image { records })
+        .expect("an image of plain bytes serializes")
+        .to_vec()
 }
 
-/// Replaces the keys of `slots` with those `snapshot` wrote. Records that do not parse are
-/// skipped: a snapshot comes from a peer, and a bad one must not take the node down.
-pub fn restore(store: &mut Store, slots: Range<u16>, bytes: &[u8]) {
+/// Replaces the keys of `slots` with an image's. An image that does not validate changes
+/// nothing and is reported: it comes from a peer or a disk, and must not take the node down.
+pub fn restore(store: &mut Store, slots: Range<u16>, bytes: &[u8]) -> Result<(), String> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(bytes);
+    let image = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(&aligned)
+        .map_err(|e| format!("a snapshot that does not validate: {e}"))?;
     for db in 0..store.databases() {
         let Some(ks) = store.keyspace(db) else {
             continue;
@@ -100,31 +232,17 @@ pub fn restore(store: &mut Store, slots: Range<u16>, bytes: &[u8]) {
         }
     }
     let limits = store.limits;
-    let mut fields = Vec::new();
-    let mut pos = 0;
-    while pos + 8 <= bytes.len() {
-        let len = u64::from_le_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes")) as usize;
-        let Some(field) = bytes.get(pos + 8..(pos + 8).saturating_add(len)) else {
-            break;
-        };
-        fields.push(field);
-        pos += 8 + len;
-    }
-    let number = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-    for record in fields.chunks_exact(4) {
-        let (db, key, value, deadline) = (
-            number(record[0]) as usize,
-            record[1],
-            record[2],
-            number(record[3]),
-        );
+    for record in image.records.iter() {
+        let db = record.db.to_native() as usize;
         if db >= store.databases() {
             continue;
         }
-        if let Some(entry) = dump::entry_from(key, value, deadline, 0, &limits) {
+        let deadline = record.deadline.to_native();
+        if let Some(entry) = dump::entry_from(&record.key, &record.value, deadline, 0, &limits) {
             store.db(db).insert_quietly(entry);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,21 +250,55 @@ mod tests {
     use super::*;
     use tessera_protocol::key_slot;
 
+    /// Runs one request; its reply.
+    fn run_one(store: &mut Store, db: usize, args: &[&[u8]]) -> Vec<u8> {
+        let mut header = Header::new(db, 1);
+        header.seed = 7;
+        run(store, &Batch::of(header, args))
+            .split_from(0, 1)
+            .remove(0)
+    }
+
     #[test]
     fn replicas_applying_a_random_write_pick_the_same_members() {
         let members: Vec<Vec<u8>> = (0..200).map(|i| format!("m{i}").into_bytes()).collect();
         let mut sadd: Vec<&[u8]> = vec![b"SADD", b"s"];
         sadd.extend(members.iter().map(Vec::as_slice));
         let (mut a, mut b) = (Store::new(16), Store::new(16));
-        let fill = Proposal::new(0, 1, &sadd);
+        let fill = Batch::of(Header::new(0, 1), &sadd);
         run(&mut a, &fill);
         run(&mut b, &fill);
+        let mut pops = Batch::default();
         for _ in 0..5 {
-            let pop = Proposal::new(0, 1, &[b"SPOP", b"s", b"7"]);
-            assert_eq!(run(&mut a, &pop), run(&mut b, &pop));
+            pops.push(Header::new(0, 1), [&b"SPOP"[..], b"s", b"7"]);
         }
-        let all = Proposal::new(0, 1, &[b"SMEMBERS", b"s"]);
-        assert_eq!(run(&mut a, &all), run(&mut b, &all));
+        assert_eq!(run(&mut a, &pops), run(&mut b, &pops));
+        assert_eq!(
+            run_one(&mut a, 0, &[b"SMEMBERS", b"s"]),
+            run_one(&mut b, 0, &[b"SMEMBERS", b"s"])
+        );
+    }
+
+    #[test]
+    fn a_batch_survives_serialization_and_its_replies_split_in_order() {
+        let mut batch = Batch::default();
+        batch.push(Header::new(0, 1), [&b"SET"[..], b"k", b"v"]);
+        batch.push(Header::new(0, 1), [&b"INCR"[..], b"n"]);
+        let mut more = Batch::default();
+        more.push(Header::new(0, 1), [&b"GET"[..], b"k"]);
+        more.push(Header::new(0, 1), [&b"NOSUCH"[..]]);
+        batch.append(&more);
+        let bytes = bincode::serialize(&batch).unwrap();
+        assert!(
+            bytes.len() < batch.bytes() + 200,
+            "arguments travel as one byte string"
+        );
+        let copy: Batch = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(copy, batch);
+        let replies = run(&mut Store::new(16), &copy);
+        assert_eq!(replies.len(), 4);
+        assert_eq!(replies.split_from(1, 2), [&b":1\r\n"[..], b"$1\r\nv\r\n"]);
+        assert_eq!(replies.split_from(3, 1), [&b"-ERR unknown command\r\n"[..]]);
     }
 
     #[test]
@@ -158,16 +310,14 @@ mod tests {
             &[b"ZADD", b"{a}z", b"1", b"m"],
             &[b"XADD", b"{a}x", b"1-1", b"f", b"v"],
         ] {
-            run(&mut store, &Proposal::new(3, 1, args));
+            run_one(&mut store, 3, args);
         }
         let slot = key_slot(b"{a}");
         let image = snapshot(&store, slot..slot + 1, 1);
         let mut copy = Store::new(16);
-        let stale = Proposal::new(3, 1, &[b"SET", b"{a}stale", b"x"]);
-        let elsewhere = Proposal::new(3, 1, &[b"SET", b"{b}kept", b"x"]);
-        run(&mut copy, &stale);
-        run(&mut copy, &elsewhere);
-        restore(&mut copy, slot..slot + 1, &image);
+        run_one(&mut copy, 3, &[b"SET", b"{a}stale", b"x"]);
+        run_one(&mut copy, 3, &[b"SET", b"{b}kept", b"x"]);
+        restore(&mut copy, slot..slot + 1, &image).unwrap();
         for args in [
             &[&b"GET"[..], b"{a}s"][..],
             &[b"LRANGE", b"{a}l", b"0", b"-1"],
@@ -175,11 +325,19 @@ mod tests {
             &[b"XLEN", b"{a}x"],
             &[b"EXISTS", b"{a}stale"],
         ] {
-            let p = Proposal::new(3, 1, args);
-            assert_eq!(run(&mut copy, &p), run(&mut store, &p), "{args:?}");
+            assert_eq!(
+                run_one(&mut copy, 3, args),
+                run_one(&mut store, 3, args),
+                "{args:?}"
+            );
         }
-        let kept = Proposal::new(3, 1, &[b"GET", b"{b}kept"]);
-        assert_eq!(run(&mut copy, &kept), b"$1\r\nx\r\n");
-        restore(&mut copy, slot..slot + 1, &image[..image.len() - 3]);
+        assert_eq!(run_one(&mut copy, 3, &[b"GET", b"{b}kept"]), b"$1\r\nx\r\n");
+        let broken = restore(&mut copy, slot..slot + 1, &image[..image.len() - 3]);
+        assert!(broken.is_err());
+        assert_eq!(
+            run_one(&mut copy, 3, &[b"GET", b"{a}s"]),
+            b"$1\r\nv\r\n",
+            "kept"
+        );
     }
 }

@@ -21,6 +21,12 @@ pub struct Member {
     pub raft: String,
 }
 
+/// The hash slots of `partition` when the slots are cut into `partitions` equal ranges.
+pub fn slots_of(partition: u32, partitions: u32) -> Range<u16> {
+    let (p, n) = (partition as usize, partitions as usize);
+    (p * SLOT_COUNT / n) as u16..((p + 1) * SLOT_COUNT / n) as u16
+}
+
 pub struct Routing {
     pub me: NodeId,
     pub members: Vec<Member>,
@@ -53,8 +59,7 @@ impl Routing {
     }
 
     pub fn slots(&self, partition: u32) -> Range<u16> {
-        let (p, n) = (partition as usize, self.partitions as usize);
-        (p * SLOT_COUNT / n) as u16..((p + 1) * SLOT_COUNT / n) as u16
+        slots_of(partition, self.partitions)
     }
 
     pub fn member(&self, id: NodeId) -> Option<&Member> {

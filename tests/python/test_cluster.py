@@ -13,9 +13,7 @@ import time
 
 import pytest
 import redis
-from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
-from redis.retry import Retry
 
 from conftest import TESSERA
 
@@ -69,7 +67,7 @@ class Node:
 
     def start(self, bootstrap):
         argv = [TESSERA, "--port", str(self.port), "--threads", "2", "--node-id", str(self.id),
-                "--members", self.cluster.members]
+                "--members", self.cluster.members, "--dir", os.path.join(self.cluster.dir, f"node-{self.id}")]
         if bootstrap:
             argv.append("--bootstrap")
         argv += self.cluster.extra
@@ -365,15 +363,16 @@ def test_a_killed_node_loses_no_acknowledged_write_and_catches_up_on_restart(own
     stop = threading.Event()
 
     def writer():
-        rc = RedisCluster(host="127.0.0.1", port=c.nodes[1].port, socket_timeout=5,
-                          retry=Retry(ExponentialBackoff(cap=0.5), 10))
+        rc = RedisCluster(host="127.0.0.1", port=c.nodes[1].port, socket_timeout=5)
         i = 0
         while not stop.is_set():
             key = f"w:{i}"
             try:
                 if rc.set(key, i):
                     acked[key] = i
-            except (redis.RedisError, OSError):
+            except (redis.RedisError, redis.exceptions.RedisClusterException, OSError):
+                # Not acknowledged (the client also gives up while the nodes disagree on who
+                # leads what, during the election).
                 time.sleep(0.05)
             i += 1
         rc.close()
@@ -384,7 +383,7 @@ def test_a_killed_node_loses_no_acknowledged_write_and_catches_up_on_restart(own
     victim = c.nodes[0]
     victim.kill()
     before_kill = len(acked)
-    time.sleep(4)
+    time.sleep(5)
     stop.set()
     thread.join(timeout=60)
     assert before_kill > 100 and len(acked) > before_kill + 100, (before_kill, len(acked))
@@ -413,6 +412,72 @@ def test_a_killed_node_loses_no_acknowledged_write_and_catches_up_on_restart(own
     assert {k.decode() for k in held[0]} >= set(acked), "every replica holds every acknowledged write"
 
 
+def test_a_cluster_restarted_from_disk_keeps_every_acknowledged_write(own_cluster):
+    c = own_cluster
+    rc = c.client()
+    expected = {f"disk:{i}": str(i) for i in range(2000)}
+    for key, value in expected.items():
+        assert rc.set(key, value)
+    assert rc.rpush("disk:list", *range(100)) == 100
+    rc.close()
+    # Enough data in one partition per node to pass the log size that triggers snapshots, so
+    # the restart reads snapshots and the log after them.
+    out = subprocess.run(["redis-benchmark", "--cluster", "-p", str(c.nodes[0].port), "-t", "set", "-n", "20000",
+                          "-d", "1000", "-r", "5000", "-P", "16", "-c", "8", "-q"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert any(name.startswith("snapshot-") for name in os.listdir(os.path.join(c.dir, "node-1")))
+    before = [n.local_keys() for n in c.nodes]
+    assert before[0] == before[1] == before[2]
+    for node in c.nodes:
+        node.kill()
+    for node in c.nodes:
+        node.start(bootstrap=False)
+    c.wait_ok(c.nodes)
+    after = [n.local_keys() for n in c.nodes]
+    assert after[0] == before[0] and after[1] == before[1] and after[2] == before[2]
+    rc = c.client()
+    keys = list(expected)
+    got = []
+    for chunk in range(0, len(keys), 500):
+        got += rc.mget_nonatomic(keys[chunk:chunk + 500])
+    assert [v.decode() for v in got] == [expected[k] for k in keys]
+    assert rc.lrange("disk:list", 0, -1) == [str(i).encode() for i in range(100)]
+    assert rc.set("disk:after", "1") and rc.get("disk:after") == b"1"
+    rc.close()
+
+
+def test_a_single_node_with_a_data_directory_keeps_its_data(tmp_path):
+    port = free_base_port(1)
+    argv = [TESSERA, "--port", str(port), "--threads", "2", "--dir", str(tmp_path), "--durability", "fsync"]
+
+    def start():
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while not cluster_ok(port):
+            assert time.time() < deadline and proc.poll() is None, "the node did not start"
+            time.sleep(0.05)
+        return proc
+
+    proc = start()
+    try:
+        plain = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, protocol=2)
+        for i in range(500):
+            assert plain.set(f"single:{i}", i) is True
+        assert plain.hset("single:h", mapping={"a": "1"}) == 1
+        plain.close()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc = start()
+        plain = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, protocol=2)
+        assert [int(plain.get(f"single:{i}")) for i in range(500)] == list(range(500))
+        assert plain.hgetall("single:h") == {b"a": b"1"}
+        plain.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_cluster_dev_starts_a_ready_cluster_and_stops_it_on_ctrl_c(tmp_path):
     base = free_base_port(3)
     proc = subprocess.Popen([TESSERA, "cluster", "dev", "--nodes", "3", "--base-port", str(base),
@@ -437,7 +502,8 @@ def test_cluster_dev_starts_a_ready_cluster_and_stops_it_on_ctrl_c(tmp_path):
         for port in (base, base + 1, base + 2):
             with pytest.raises(OSError):
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        assert sorted(os.listdir(tmp_path)) == ["node-1.log", "node-2.log", "node-3.log"]
+        assert sorted(os.listdir(tmp_path)) == ["node-1", "node-1.log", "node-2", "node-2.log", "node-3", "node-3.log"]
+        assert any(name.startswith("wal-") for name in os.listdir(tmp_path / "node-1")), "durability fsync by default"
     finally:
         if proc.poll() is None:
             proc.kill()

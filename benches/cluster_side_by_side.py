@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Replicated clusters side by side, on loopback, in one run:
+
+  redis-cluster   Redis Cluster: 3 masters with 1 replica each (asynchronous replication),
+                  redis-server --cluster-enabled yes, formed with redis-cli --cluster create.
+  tessera-rf3     Tessera: 3 nodes, every partition a Raft group of 3 replicas (synchronous:
+                  a write is acknowledged once a majority has it), durability memory.
+  tessera-rf3-fsync  the same with durability fsync: acknowledged once on disk on a majority.
+  tessera-single  Tessera: one node, no cluster.
+
+For each round, each configuration is started alone and runs `redis-benchmark [--cluster]
+-t set` then `-t get` (the GET run reads the keys the SET run wrote); medians of requests per second and p99 latency
+are reported, with ratios to Redis Cluster. The script asserts nothing about speed.
+
+With --restart-keys N it then loads N keys (`key:%012d`, --data-size bytes) into a fresh
+3-node fsync cluster, kills one node with SIGKILL, restarts it, and reports how long it took
+to serve again (CLUSTER INFO ok on it and a GET of one of its keys answered by it).
+"""
+
+import argparse
+import os
+import random
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from side_by_side import HOST, ROOT, BenchError, Server, log, parse_csv, resp_chunks  # noqa: E402
+
+BUS_OFFSET = 10000  # Redis Cluster's bus port and Tessera's Raft port: client port + 10000
+CONFIGS = ("redis-cluster", "tessera-rf3", "tessera-rf3-fsync", "tessera-single")
+
+
+def ports_free(base, count):
+    for port in [base + i for i in range(count)] + [base + BUS_OFFSET + i for i in range(count)]:
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_base(count):
+    for _ in range(500):
+        base = random.randrange(20000, 30000)
+        if ports_free(base, count):
+            return base
+    raise BenchError("no free port range")
+
+
+def command(port, *words, timeout=5):
+    """One command through redis-cli; its stdout (empty when the server is not up)."""
+    proc = subprocess.run(["redis-cli", "-h", HOST, "-p", str(port), *words],
+                          capture_output=True, text=True, timeout=timeout)
+    return proc.stdout
+
+
+def wait_cluster_ok(ports, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all("cluster_state:ok" in command(p, "CLUSTER", "INFO") for p in ports):
+            return
+        time.sleep(0.2)
+    raise BenchError(f"the cluster on ports {ports} did not reach cluster_state:ok")
+
+
+def start_redis_cluster(args, workdir):
+    base = free_base(6)
+    ports = [base + i for i in range(6)]
+    servers = []
+    for port in ports:
+        argv = [args.redis_server, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--daemonize", "no"]
+        servers.append(Server(f"redis-{port}", argv, port, workdir))
+    create = ["redis-cli", "--cluster", "create", *[f"{HOST}:{p}" for p in ports],
+              "--cluster-replicas", "1", "--cluster-yes"]
+    proc = subprocess.run(create, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise BenchError(f"{shlex.join(create)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    wait_cluster_ok(ports)
+    return servers, ports[0], True
+
+
+def tessera_node_argv(args, workdir, base, i, durability, *extra):
+    members = ",".join(f"{n + 1}@{HOST}:{base + n}" for n in range(3))
+    return [args.tessera, "--port", str(base + i), "--bind", HOST, "--threads", str(args.threads),
+            "--node-id", str(i + 1), "--members", members, "--durability", durability,
+            "--dir", os.path.join(workdir, f"node-{i + 1}"), *extra]
+
+
+def start_tessera_cluster(args, workdir, durability="memory", *extra):
+    base = free_base(3)
+    servers = []
+    for i in range(3):
+        argv = tessera_node_argv(args, workdir, base, i, durability, "--bootstrap", *extra)
+        servers.append(Server(f"tessera-{i + 1}", argv, base + i, workdir))
+    wait_cluster_ok([base + i for i in range(3)])
+    return servers, base, True
+
+
+def start_tessera_single(args, workdir):
+    port = free_base(1)
+    argv = [args.tessera, "--port", str(port), "--bind", HOST, "--threads", str(args.threads)]
+    return [Server("tessera", argv, port, workdir)], port, False
+
+
+STARTERS = {
+    "redis-cluster": start_redis_cluster,
+    "tessera-rf3": start_tessera_cluster,
+    "tessera-rf3-fsync": lambda args, workdir: start_tessera_cluster(args, workdir, "fsync"),
+    "tessera-single": start_tessera_single,
+}
+
+
+def bench(args, port, cluster, test):
+    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", test, "-P", str(args.pipeline),
+            "-c", str(args.clients), "-n", str(args.requests), "-r", str(args.keyspace),
+            "-d", str(args.data_size), "--csv"]
+    if cluster:
+        argv.insert(1, "--cluster")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=args.timeout)
+    if proc.returncode != 0:
+        raise BenchError(f"{shlex.join(argv)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    row = parse_csv(proc.stdout, test)[-1]
+    return float(row["rps"]), float(row["p99_latency_ms"])
+
+
+def run(args):
+    """Each round starts each configuration alone (so no idle cluster's heartbeats or gossip
+    share the CPUs with the one measured), runs SET then GET, and stops it."""
+    runs = {(c, t): [] for c in CONFIGS for t in ("set", "get")}
+    with tempfile.TemporaryDirectory(prefix="tessera-cluster-bench-") as workdir:
+        for rnd in range(1, args.rounds + 1):
+            for config in CONFIGS:
+                try:
+                    # A fresh directory: Redis Cluster nodes must not find an old nodes.conf.
+                    _, port, cluster = STARTERS[config](args, tempfile.mkdtemp(dir=workdir))
+                    for test in ("set", "get"):
+                        rps, p99 = bench(args, port, cluster, test)
+                        runs[(config, test)].append((rps, p99))
+                        log(f"round {rnd} {config:15} {test}: {rps:>12,.0f} rps  p99 {p99:.3f} ms")
+                finally:
+                    for server in list(Server.live):  # whatever started, even if not all did
+                        server.stop()
+    return runs
+
+
+def restart_time(args):
+    """Seconds a killed node holding --restart-keys keys takes to serve again."""
+    with tempfile.TemporaryDirectory(prefix="tessera-cluster-restart-") as workdir:
+        try:
+            servers, base, _ = start_tessera_cluster(args, workdir, "fsync", "--cluster-forwarding")
+            log(f"loading {args.restart_keys:,} keys through node 1 (forwarding)")
+            proc = subprocess.Popen(["redis-cli", "-h", HOST, "-p", str(base), "--pipe"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for chunk in resp_chunks(args.restart_keys, args.data_size):
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+            out = proc.stdout.read().decode(errors="replace")
+            if proc.wait() != 0 or "errors: 0" not in out:
+                raise BenchError(f"loading failed:\n{out}")
+            victim = servers[0]
+            keys = int(command(victim.port, "DBSIZE").strip() or 0)
+            log(f"node 1 holds {keys:,} keys; killing it")
+            key = next(f"key:{i:012d}" for i in range(args.restart_keys)
+                       if command(victim.port, "GET", f"key:{i:012d}").strip() and
+                       not command(victim.port, "GET", f"key:{i:012d}").startswith("MOVED"))
+            victim.proc.kill()
+            victim.proc.wait()
+            Server.live.remove(victim)
+            started = time.monotonic()
+            argv = tessera_node_argv(args, workdir, base, 0, "fsync", "--cluster-forwarding")
+            Server("tessera-1-restarted", argv, base, workdir)
+            wait_cluster_ok([base], timeout=600)
+            while len(command(base, "GET", key).strip()) != args.data_size:
+                time.sleep(0.01)
+            return keys, time.monotonic() - started
+        finally:
+            for server in list(Server.live):
+                server.stop()
+
+
+def report(args, runs):
+    print(f"## Clusters side by side (redis-benchmark -P {args.pipeline} -c {args.clients} "
+          f"-r {args.keyspace} -d {args.data_size} -n {args.requests}; medians of {args.rounds} rounds; "
+          f"{os.cpu_count()} CPUs; tessera --threads {args.threads} per node)")
+    print()
+    print("| configuration | test | rps | p99 ms | rps / Redis Cluster |")
+    print("|---|---|--:|--:|--:|")
+    for test in ("set", "get"):
+        base = statistics.median(r for r, _ in runs[("redis-cluster", test)])
+        for config in CONFIGS:
+            rps = statistics.median(r for r, _ in runs[(config, test)])
+            p99 = statistics.median(p for _, p in runs[(config, test)])
+            print(f"| {config} | {test.upper()} | {rps:,.0f} | {p99:.3f} | {rps / base:.2f} |")
+    print()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tessera", default=os.path.join(ROOT, "target", "release", "tessera"))
+    p.add_argument("--redis-server", default="redis-server")
+    p.add_argument("--threads", type=int, default=1, help="event-loop threads per Tessera node (default 1)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--requests", type=int, default=1_000_000)
+    p.add_argument("--pipeline", type=int, default=16)
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--keyspace", type=int, default=100_000)
+    p.add_argument("--data-size", type=int, default=64)
+    p.add_argument("--timeout", type=int, default=600)
+    p.add_argument("--restart-keys", type=int, default=0, metavar="N",
+                   help="also time a node holding N keys restarting (0: skip)")
+    p.add_argument("--no-throughput", dest="throughput", action="store_false", default=True)
+    args = p.parse_args()
+    try:
+        if args.throughput:
+            report(args, run(args))
+        if args.restart_keys:
+            keys, seconds = restart_time(args)
+            print(f"## Restart: a node holding {keys:,} keys ({args.data_size}-byte values, durability fsync) "
+                  f"served again {seconds:.2f} s after it was restarted (snapshots + log tail from its own disk)")
+    except BenchError as e:
+        log(f"error: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
