@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use tessera_cluster::forward::Job;
 use tessera_cluster::group::{Applier, Done};
 use tessera_cluster::node::{Node, Outcome, Refusal, Settings, Submission};
-use tessera_cluster::replica::{self, Batch, Header, Replies};
+use tessera_cluster::replica::{self, Batch, Header, Image, Replies};
 use tessera_cluster::routing::{slots_of, Member, Routing};
 use tessera_cluster::wal::Durability;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter, SLOT_COUNT};
@@ -151,7 +151,7 @@ impl Applier for CoreApplier {
         });
     }
 
-    fn snapshot(&self, partition: u32, done: Done<Vec<u8>>) {
+    fn snapshot(&self, partition: u32, done: Done<Image>) {
         let slots = self.slots(partition);
         self.on_owner(partition, move |core| {
             done.send(replica::snapshot(&core.store, slots, core.now));

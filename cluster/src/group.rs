@@ -4,7 +4,7 @@
 //! batches to an `Applier` (the server's core owning the partition) in log order. The log
 //! lives in memory here (durability `memory`).
 
-use crate::replica::{Batch, Replies};
+use crate::replica::{Batch, Image, Replies};
 use crate::snapshots::SnapshotFiles;
 use crate::wal::{PartitionLog, Record, Wal, Written};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
@@ -51,8 +51,8 @@ pub trait Applier: Send + Sync + 'static {
     /// Runs committed batches of `partition` in order; their replies, batch by batch, go to
     /// `done`.
     fn apply(&self, partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>);
-    /// The partition's keys as `replica::snapshot` writes them.
-    fn snapshot(&self, partition: u32, done: Done<Vec<u8>>);
+    /// The partition's keys, copied out as `replica::snapshot` does.
+    fn snapshot(&self, partition: u32, done: Done<Image>);
     /// Replaces the partition's keys with a snapshot's.
     fn restore(&self, partition: u32, data: Vec<u8>, done: Done<()>);
 }
@@ -200,7 +200,7 @@ struct Progress {
 }
 
 /// Log bytes a partition accumulates before a snapshot, at least.
-const MIN_LOG_BYTES: u64 = 4 << 20;
+const MIN_LOG_BYTES: u64 = 8 << 20;
 
 /// The state machine of one partition on this node.
 #[derive(Clone)]
@@ -264,16 +264,16 @@ impl StateMachine {
         self.progress.lock().expect("no holder panics")
     }
 
-    /// Whether the log since the last snapshot has outgrown the snapshot (and a few MiB):
-    /// snapshotting then costs at most about one more copy of what was written, and keeps
-    /// the log's memory within the data's.
+    /// Whether the log since the last snapshot has grown to twice the snapshot (and a few
+    /// MiB): snapshotting then costs at most about half a copy of what was written, and the
+    /// log's memory stays within twice the data's.
     pub fn wants_snapshot(&self) -> bool {
         let progress = self.progress();
         let snapshot = progress
             .snapshot
             .as_ref()
             .map_or(0, |(_, d)| d.len() as u64);
-        progress.logged_bytes >= snapshot.max(MIN_LOG_BYTES)
+        progress.logged_bytes >= (2 * snapshot).max(MIN_LOG_BYTES)
     }
 }
 
@@ -286,15 +286,16 @@ fn gone(what: &str) -> Error {
 /// applier is queued then, behind every batch applied so far and ahead of any later one.
 pub struct SnapshotBuilder {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    data: oneshot::Receiver<Vec<u8>>,
+    image: oneshot::Receiver<Image>,
     machine: StateMachine,
 }
 
 impl RaftSnapshotBuilder<Partition> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Partition>, Error> {
-        let data = (&mut self.data)
+        let image = (&mut self.image)
             .await
             .map_err(|_| gone("the partition's core stopped"))?;
+        let data = image.encode();
         // On disk before Raft purges the log it covers.
         self.machine.keep(&self.meta, &data).await?;
         self.machine.progress().snapshot = Some((self.meta.clone(), data.clone()));
@@ -361,7 +362,7 @@ impl RaftStateMachine<Partition> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let (done, data) = done_pair();
+        let (done, image) = done_pair();
         self.applier.snapshot(self.partition, done);
         let mut progress = self.progress();
         progress.logged_bytes = 0;
@@ -375,7 +376,7 @@ impl RaftStateMachine<Partition> for StateMachine {
                     progress.applied.map_or(0, |id| id.index)
                 ),
             },
-            data,
+            image,
             machine: self.clone(),
         }
     }
@@ -525,7 +526,7 @@ mod tests {
             done.send(self.with(|s| batches.iter().map(|b| replica::run(s, b)).collect()));
         }
 
-        fn snapshot(&self, _partition: u32, done: Done<Vec<u8>>) {
+        fn snapshot(&self, _partition: u32, done: Done<Image>) {
             done.send(self.with(|s| replica::snapshot(s, 0..SLOT_COUNT as u16, 0)));
         }
 

@@ -174,8 +174,17 @@ pub fn run(store: &mut Store, batch: &Batch) -> Replies {
 /// A partition's keys as a snapshot holds them, serialized with rkyv: reading one back
 /// walks the archived records in place, with no decoding pass.
 #[derive(rkyv::Archive, rkyv::Serialize)]
-struct Image {
+pub struct Image {
     records: Vec<Record>,
+}
+
+impl Image {
+    /// The image as bytes; done off the core that captured it.
+    pub fn encode(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rkyv::rancor::Error>(self)
+            .expect("an image of plain bytes serializes")
+            .to_vec()
+    }
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -188,8 +197,8 @@ struct Record {
     value: Vec<u8>,
 }
 
-/// The keys of `slots`, every database, as a snapshot image.
-pub fn snapshot(store: &Store, slots: Range<u16>, now: u64) -> Vec<u8> {
+/// The keys of `slots`, every database, copied out as a snapshot image.
+pub fn snapshot(store: &Store, slots: Range<u16>, now: u64) -> Image {
     let mut records = Vec::new();
     for db in 0..store.databases() {
         let Some(ks) = store.keyspace(db) else {
@@ -206,9 +215,7 @@ pub fn snapshot(store: &Store, slots: Range<u16>, now: u64) -> Vec<u8> {
             }
         }
     }
-    rkyv::to_bytes::<rkyv::rancor::Error>(&Image { records })
-        .expect("an image of plain bytes serializes")
-        .to_vec()
+    Image { records }
 }
 
 /// Replaces the keys of `slots` with an image's. An image that does not validate changes
@@ -313,7 +320,7 @@ mod tests {
             run_one(&mut store, 3, args);
         }
         let slot = key_slot(b"{a}");
-        let image = snapshot(&store, slot..slot + 1, 1);
+        let image = snapshot(&store, slot..slot + 1, 1).encode();
         let mut copy = Store::new(16);
         run_one(&mut copy, 3, &[b"SET", b"{a}stale", b"x"]);
         run_one(&mut copy, 3, &[b"SET", b"{b}kept", b"x"]);
