@@ -194,10 +194,8 @@ fn error_reply(message: &str) -> Vec<u8> {
 /// Commands a cluster member cannot run yet: they would write outside a partition's log,
 /// wait, or read keys they do not name.
 fn unsupported(core: &Core, spec: &'static CommandSpec, args: Args) -> bool {
-    matches!(
-        spec.cmd,
-        Cmd::Multi | Cmd::Exec | Cmd::FlushDb | Cmd::FlushAll
-    ) || crate::blocking::is_blocking(spec, args)
+    matches!(spec.cmd, Cmd::Watch | Cmd::FlushDb | Cmd::FlushAll)
+        || crate::blocking::is_blocking(spec, args)
         || crate::multi::sorts_by_patterns(core, spec, args)
 }
 
@@ -212,6 +210,9 @@ pub fn route(
     args: Args,
 ) -> Option<Flow> {
     core.config.cluster.as_ref()?;
+    if spec.cmd == Cmd::Exec && conn.tx.is_some() {
+        return Some(exec(core, conn, idx));
+    }
     if unsupported(core, spec, args) {
         let message = format!("ERR '{}' is not supported in cluster mode yet", spec.name);
         reply(conn, |w| w.error(&message));
@@ -267,6 +268,22 @@ pub fn route(
         }
         return None;
     }
+    propose(core, conn, idx, partition, slot, |batch, header| {
+        batch.push(header, args.iter())
+    });
+    Some(Flow::Next)
+}
+
+/// Adds a write (or a transaction) to this turn's batch for `partition`; its reply fills a
+/// part of the connection's cycle once the group has applied it.
+fn propose(
+    core: &mut Core,
+    conn: &mut Conn,
+    idx: usize,
+    partition: u32,
+    slot: u16,
+    add: impl FnOnce(&mut Batch, Header),
+) {
     let target = core.expect_reply(conn, idx);
     if let Some(cycle) = conn.cycle.as_mut() {
         cycle.proposed = true;
@@ -276,11 +293,77 @@ pub fn route(
         now: core.now,
         seed: tessera_storage::rng::seed(),
         resp3: conn.resp3,
+        transaction: 0,
     };
     let (batch, targets) = core.outbox.partitions.entry(partition).or_default();
-    batch.push(header, args.iter());
+    add(batch, header);
     targets.push((target, slot));
-    Some(Flow::Next)
+}
+
+/// EXEC on a cluster member: the queued commands must all name keys of one slot, led here;
+/// they are proposed as one transaction, applied back to back on every replica.
+fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
+    let Some(tx) = conn.tx.take() else {
+        return Flow::Next;
+    };
+    let (queued, aborted) = tx.into_parts();
+    if aborted {
+        reply(conn, |w| w.error(crate::transaction::EXEC_ABORTED));
+        return Flow::Next;
+    }
+    if queued.is_empty() {
+        reply(conn, |w| w.array(0));
+        return Flow::Next;
+    }
+    let mut slot = None;
+    for (spec, args) in &queued {
+        if matches!(
+            spec.cmd,
+            Cmd::Ping | Cmd::Echo | Cmd::FlushDb | Cmd::FlushAll | Cmd::Select
+        ) {
+            let message = format!(
+                "ERR '{}' is not supported in a transaction in cluster mode",
+                spec.name
+            );
+            reply(conn, |w| w.error(&message));
+            return Flow::Next;
+        }
+        for pos in spec.keys_in(&args.args()) {
+            let s = key_slot(args.args().get(pos));
+            if slot.is_some_and(|first| first != s) {
+                reply(conn, |w| {
+                    w.error("CROSSSLOT Keys in request don't hash to the same slot")
+                });
+                return Flow::Next;
+            }
+            slot = Some(s);
+        }
+    }
+    let Some(slot) = slot else {
+        reply(conn, |w| {
+            w.error("ERR a transaction in cluster mode must name a key")
+        });
+        return Flow::Next;
+    };
+    let Some(routing) = core.shared.routing() else {
+        reply(conn, |w| w.error("TRYAGAIN the node is starting"));
+        return Flow::Next;
+    };
+    let partition = routing.partition_of(slot);
+    let leader = routing.leader(partition);
+    if leader != Some(routing.me) {
+        let message = moved(slot, leader, &routing);
+        reply(conn, |w| w.error(&message));
+        return Flow::Next;
+    }
+    let requests: Vec<Vec<&[u8]>> = queued
+        .iter()
+        .map(|(_, args)| args.args().iter().collect())
+        .collect();
+    propose(core, conn, idx, partition, slot, |batch, header| {
+        batch.push_transaction(header, requests.iter().map(|r| r.iter().copied()))
+    });
+    Flow::Next
 }
 
 /// Relays a request to the node leading its partition; the reply fills the request's place

@@ -36,6 +36,16 @@ pub struct WatchRecord {
     live: bool,
 }
 
+impl Transaction {
+    /// The queued commands, and whether one was refused (EXEC must then discard them).
+    pub fn into_parts(self) -> (Vec<(&'static CommandSpec, OwnedArgs)>, bool) {
+        (self.queued, self.aborted)
+    }
+}
+
+/// The error EXEC answers for a transaction a refused command doomed.
+pub const EXEC_ABORTED: &str = EXECABORT;
+
 /// Whether `spec` may be queued: key commands, and the few keyless ones EXEC can run.
 fn queueable(spec: &CommandSpec, storage: bool) -> bool {
     storage

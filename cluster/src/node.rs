@@ -287,13 +287,13 @@ async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceive
     while let Some(first) = submissions.recv().await {
         let mut waiting = Vec::new();
         let mut batch = first.batch;
-        waiting.push((batch.len(), first.done));
+        waiting.push((batch.replies(), first.done));
         while batch.len() < MAX_BATCH {
             let Ok(more) = submissions.try_recv() else {
                 break;
             };
             batch.append(&more.batch);
-            waiting.push((more.batch.len(), more.done));
+            waiting.push((more.batch.replies(), more.done));
         }
         let Ok(outcome) = group.client_write_ff(Arc::new(batch)).await else {
             waiting

@@ -19,6 +19,9 @@ pub struct Header {
     pub seed: u64,
     /// The reply's protocol (the proposing client's); the state does not depend on it.
     pub resp3: bool,
+    /// When above 1: this request and the next `transaction - 1` are a MULTI/EXEC
+    /// transaction, run together and answered with one array of their replies.
+    pub transaction: u32,
 }
 
 impl Header {
@@ -28,6 +31,7 @@ impl Header {
             now,
             seed: tessera_storage::rng::seed(),
             resp3: false,
+            transaction: 0,
         }
     }
 }
@@ -41,6 +45,8 @@ pub struct Batch {
     data: Vec<u8>,
     lens: Vec<u32>,
     requests: Vec<(Header, u32)>,
+    /// Replies the batch will have: one per request, but one per transaction.
+    replies: u32,
 }
 
 impl Batch {
@@ -52,6 +58,34 @@ impl Batch {
             argc += 1;
         }
         self.requests.push((header, argc));
+        self.replies += 1;
+    }
+
+    /// Adds a MULTI/EXEC transaction: its requests run together and get one array reply.
+    pub fn push_transaction<'a, R>(
+        &mut self,
+        header: Header,
+        requests: impl ExactSizeIterator<Item = R>,
+    ) where
+        R: IntoIterator<Item = &'a [u8]>,
+    {
+        let (before, count) = (self.replies, requests.len() as u32);
+        for (i, request) in requests.enumerate() {
+            let transaction = if i == 0 { count } else { 0 };
+            self.push(
+                Header {
+                    transaction,
+                    ..header
+                },
+                request,
+            );
+        }
+        self.replies = before + 1;
+    }
+
+    /// Replies the batch will have.
+    pub fn replies(&self) -> usize {
+        self.replies as usize
     }
 
     /// A batch of one request.
@@ -80,6 +114,7 @@ impl Batch {
         self.data.extend_from_slice(&other.data);
         self.lens.extend_from_slice(&other.lens);
         self.requests.extend_from_slice(&other.requests);
+        self.replies += other.replies;
     }
 
     /// Every argument's place in `data`, in order.
@@ -124,7 +159,8 @@ impl Replies {
     }
 }
 
-/// Runs a batch against the store in order and returns the replies. The first key of each
+/// Runs a batch against the store in order and returns the replies (a transaction's as one
+/// array; its requests run back to back, so nothing interleaves). The first key of each
 /// group of upcoming requests (in the first one's database, in practice the only one of a
 /// cluster) is prefetched before they run, so their cache misses overlap.
 pub fn run(store: &mut Store, batch: &Batch) -> Replies {
@@ -140,6 +176,8 @@ pub fn run(store: &mut Store, batch: &Batch) -> Replies {
         requests.push((header, &spans[next_arg..end]));
         next_arg = end;
     }
+    // Requests still to run in the transaction under way (its reply ends after the last).
+    let mut transaction_left = 0u32;
     for group in requests.chunks(PREFETCH_BATCH) {
         let db = group[0].0.db as usize;
         let keys: Vec<&[u8]> = group
@@ -151,8 +189,12 @@ pub fn run(store: &mut Store, batch: &Batch) -> Replies {
             ks.prefetch(&keys);
         }
         for &(header, spans) in group {
-            let args = Args::from_spans(&batch.data, spans);
             let mut writer = ReplyWriter::new(&mut replies.data, header.resp3);
+            if header.transaction > 1 {
+                writer.array(header.transaction as usize);
+                transaction_left = header.transaction;
+            }
+            let args = Args::from_spans(&batch.data, spans);
             match lookup(args.get(0)) {
                 Some(spec) if !spans.is_empty() => {
                     let req = Request {
@@ -165,7 +207,10 @@ pub fn run(store: &mut Store, batch: &Batch) -> Replies {
                 }
                 _ => writer.error("ERR unknown command"),
             }
-            replies.ends.push(replies.data.len() as u32);
+            transaction_left = transaction_left.saturating_sub(1);
+            if transaction_left == 0 {
+                replies.ends.push(replies.data.len() as u32);
+            }
         }
     }
     replies
@@ -306,6 +351,27 @@ mod tests {
         assert_eq!(replies.len(), 4);
         assert_eq!(replies.split_from(1, 2), [&b":1\r\n"[..], b"$1\r\nv\r\n"]);
         assert_eq!(replies.split_from(3, 1), [&b"-ERR unknown command\r\n"[..]]);
+    }
+
+    #[test]
+    fn a_transaction_runs_as_one_and_gets_one_array_reply() {
+        let mut batch = Batch::default();
+        batch.push(Header::new(0, 1), [&b"SET"[..], b"k", b"1"]);
+        let queued: [Vec<&[u8]>; 3] = [
+            vec![b"INCR", b"k"],
+            vec![b"LPUSH", b"k", b"x"],
+            vec![b"GET", b"k"],
+        ];
+        batch.push_transaction(Header::new(0, 1), queued.iter().map(|r| r.iter().copied()));
+        batch.push(Header::new(0, 1), [&b"GET"[..], b"k"]);
+        assert_eq!((batch.len(), batch.replies()), (5, 3));
+        let replies = run(&mut Store::new(16), &batch);
+        assert_eq!(replies.len(), 3);
+        assert_eq!(
+            replies.split_from(1, 1),
+            [&b"*3\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$1\r\n2\r\n"[..]]
+        );
+        assert_eq!(replies.split_from(2, 1), [&b"$1\r\n2\r\n"[..]]);
     }
 
     #[test]

@@ -258,6 +258,39 @@ def test_multi_key_commands_across_slots_are_refused(cluster):
         command(port, "BLPOP", "{a}list", "1")
 
 
+def test_transactions_on_one_slot_run_atomically_on_its_leader(cluster):
+    owners = slot_map(cluster.nodes[0].port)
+    leader = owners[key_slot("{t}")]
+    client = redis.Redis(host="127.0.0.1", port=leader, socket_timeout=10, protocol=2)
+    pipe = client.pipeline(transaction=True)
+    pipe.incr("{t}a").lpush("{t}b", "x").get("{t}a").incrby("{t}a", 10)
+    assert pipe.execute() == [1, 1, b"1", 11]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        client.pipeline(transaction=True).lpush("{t}a", "y").incr("{t}b").execute()
+    assert client.get("{t}a") == b"11" and client.lrange("{t}b", 0, -1) == [b"x"]
+    with socket.create_connection(("127.0.0.1", leader)) as s:
+        s.settimeout(10)
+        s.sendall(b"MULTI\r\nSET {t}x 1\r\nSET {u}y 2\r\nEXEC\r\nGET {t}x\r\n")
+        expected = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n-CROSSSLOT Keys in request don't hash to the same slot\r\n$-1\r\n"
+        got = b""
+        while len(got) < len(expected):
+            got += s.recv(4096)
+        assert got == expected
+    with pytest.raises(redis.ResponseError, match="not supported in cluster mode"):
+        client.execute_command("WATCH", "{t}a")
+    # Eight clients incrementing one counter in transactions lose nothing.
+    def bump():
+        c = redis.Redis(host="127.0.0.1", port=leader, socket_timeout=10, protocol=2)
+        for _ in range(50):
+            c.pipeline(transaction=True).incr("{t}n").incr("{t}n").execute()
+        c.close()
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert client.get("{t}n") == b"800"
+    client.close()
+
+
 def test_redis_py_cluster_client_reads_its_writes_of_every_type(cluster):
     rc = cluster.client()
     for i in range(500):
