@@ -21,6 +21,7 @@ use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use tessera_cluster::replica::{Batch, Header};
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec};
 use tessera_storage::errors::timeout_arg;
 use tessera_storage::streams::parse_read;
@@ -292,7 +293,41 @@ fn attempt(core: &mut Core, conn: u64, first_in_line: bool) {
         .keys_in(&args)
         .map(|pos| core.shared.owner(key_slot(args.get(pos))));
     let first_owner = owners.next().unwrap_or(me);
-    let op = if owners.all(|o| o == first_owner) {
+    let clustered = spec
+        .keys_in(&args)
+        .next()
+        .and_then(|pos| crate::cluster::partition_of_key(core, args.get(pos)))
+        .filter(|_| spec.is_write());
+    let op = if let Some((partition, slot)) = clustered {
+        // In a cluster every key is in one slot, so one core holds them: register there, then
+        // propose the non-blocking form, so the pop is a replicated write like any other.
+        let register: Work = Box::new(move |core: &mut Core| {
+            registrations
+                .into_iter()
+                .for_each(|(_, register)| _ = register(core));
+            Box::new(()) as Box<dyn Any + Send>
+        });
+        let mut batch = Batch::default();
+        let header = Header {
+            resp3,
+            ..Header::new(db, core.now)
+        };
+        batch.push(header, args.iter());
+        MultiOp {
+            reserve: Vec::new(),
+            step: Step::Calls(
+                vec![(first_owner, register)],
+                Box::new(move |_| {
+                    Step::Propose(
+                        partition,
+                        slot,
+                        batch,
+                        Box::new(|reply| park_if_empty(Step::Reply(reply))),
+                    )
+                }),
+            ),
+        }
+    } else if owners.all(|o| o == first_owner) {
         // One core holds every key (so every waiter too): register and look in one call.
         let call = multi::run_on_core(spec, owned.clone(), db, core.now, resp3);
         let look: Work = Box::new(move |core: &mut Core| {
@@ -338,6 +373,12 @@ fn park_if_empty(step: Step) -> Step {
         Step::Calls(calls, cont) => {
             Step::Calls(calls, Box::new(move |results| park_if_empty(cont(results))))
         }
+        Step::Propose(partition, slot, batch, then) => Step::Propose(
+            partition,
+            slot,
+            batch,
+            Box::new(move |reply| park_if_empty(then(reply))),
+        ),
         done => done,
     }
 }

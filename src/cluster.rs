@@ -191,11 +191,10 @@ fn error_reply(message: &str) -> Vec<u8> {
     out
 }
 
-/// Commands a cluster member cannot run yet: they would write outside a partition's log,
-/// wait, or read keys they do not name.
+/// Commands a cluster member cannot run yet: they would write outside a partition's log or
+/// read keys they do not name.
 fn unsupported(core: &Core, spec: &'static CommandSpec, args: Args) -> bool {
     matches!(spec.cmd, Cmd::Watch | Cmd::FlushDb | Cmd::FlushAll)
-        || crate::blocking::is_blocking(spec, args)
         || crate::multi::sorts_by_patterns(core, spec, args)
 }
 
@@ -268,10 +267,21 @@ pub fn route(
         }
         return None;
     }
+    if crate::blocking::is_blocking(spec, args) {
+        // Its attempts propose the command's non-blocking form (`blocking::attempt`).
+        return None;
+    }
     propose(core, conn, idx, partition, slot, |batch, header| {
         batch.push(header, args.iter())
     });
     Some(Flow::Next)
+}
+
+/// In cluster mode, the partition and slot a write of `key` is proposed to.
+pub fn partition_of_key(core: &Core, key: &[u8]) -> Option<(u32, u16)> {
+    let routing = core.shared.routing()?;
+    let slot = key_slot(key);
+    Some((routing.partition_of(slot), slot))
 }
 
 /// Adds a write (or a transaction) to this turn's batch for `partition`; its reply fills a
@@ -289,11 +299,8 @@ fn propose(
         cycle.proposed = true;
     }
     let header = Header {
-        db: conn.db as u32,
-        now: core.now,
-        seed: tessera_storage::rng::seed(),
         resp3: conn.resp3,
-        transaction: 0,
+        ..Header::new(conn.db, core.now)
     };
     let (batch, targets) = core.outbox.partitions.entry(partition).or_default();
     add(batch, header);
@@ -433,6 +440,15 @@ pub fn submit(core: &mut Core) {
     }
 }
 
+/// The error a client gets for a proposal its group did not apply.
+fn refused(refusal: Refusal, slot: u16, routing: &Routing) -> Vec<u8> {
+    let message = match refusal {
+        Refusal::NotLeader(leader) => moved(slot, leader, routing),
+        Refusal::Unknown => "UNCERTAIN leadership changed before the write committed: it may or may not have been applied".into(),
+    };
+    error_reply(&message)
+}
+
 fn answered(core: &mut Core, targets: Vec<ReplyTo>, outcome: Outcome) {
     let Some(routing) = core.shared.routing() else {
         return;
@@ -445,14 +461,37 @@ fn answered(core: &mut Core, targets: Vec<ReplyTo>, outcome: Outcome) {
         }
         Err(refusal) => {
             for (target, slot) in targets {
-                let message = match refusal {
-                    Refusal::NotLeader(leader) => moved(slot, leader, &routing),
-                    Refusal::Unknown => "UNCERTAIN leadership changed before the write committed: it may or may not have been applied".into(),
-                };
-                core.deliver_reply(target, error_reply(&message));
+                core.deliver_reply(target, refused(refusal, slot, &routing));
             }
         }
     }
+}
+
+/// Proposes a coordinated command's write (`Step::Propose`); its reply (or refusal) goes
+/// back to the command's ticket on this core.
+pub fn submit_step(core: &Core, ticket: u64, partition: u32, slot: u16, batch: Batch) {
+    let Some(node) = core.shared.cluster.get() else {
+        return;
+    };
+    let (shared, home) = (core.shared.clone(), core.id);
+    let done = move |outcome: Outcome| {
+        let answer = move |core: &mut Core| {
+            let reply = match (outcome, core.shared.routing()) {
+                (Ok(mut replies), _) => replies.pop().unwrap_or_default(),
+                (Err(refusal), Some(routing)) => refused(refusal, slot, &routing),
+                (Err(_), None) => error_reply("TRYAGAIN the node is starting"),
+            };
+            core.proposal_answered(ticket, reply);
+        };
+        shared.mailboxes[home].push_external(Msg::Run(Box::new(answer)));
+    };
+    node.submit(
+        partition,
+        Submission {
+            batch,
+            done: Box::new(done),
+        },
+    );
 }
 
 /// CLUSTER, READONLY, READWRITE and ASKING.

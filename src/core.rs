@@ -714,6 +714,15 @@ impl Core {
                     }
                     return;
                 }
+                Some(Step::Propose(partition, slot, batch, then)) => {
+                    p.cont = Some(Box::new(move |mut results| {
+                        then(results.pop().map(crate::multi::bytes).unwrap_or_default())
+                    }));
+                    p.results = vec![None];
+                    p.outstanding = 1;
+                    crate::cluster::submit_step(self, ticket, partition, slot, batch);
+                    return;
+                }
                 Some(end @ (Step::Reply(_) | Step::Park)) => {
                     let Some(p) = self.pending.remove(&ticket) else {
                         return;
@@ -972,6 +981,11 @@ impl Core {
         } else {
             self.advance(ticket);
         }
+    }
+
+    /// The reply to a coordinated command's proposal (`Step::Propose`).
+    pub fn proposal_answered(&mut self, ticket: u64, reply: Vec<u8>) {
+        self.call_done(ticket, 0, Box::new(reply));
     }
 
     fn call_done(&mut self, ticket: u64, index: usize, result: Box<dyn Any + Send>) {

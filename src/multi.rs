@@ -8,6 +8,7 @@ use crate::core::{Core, Work};
 use std::any::Any;
 use std::collections::HashMap;
 use std::ops::Range;
+use tessera_cluster::replica::Batch;
 use tessera_protocol::reply::push_int;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter};
 use tessera_storage::dump::entry_from;
@@ -26,6 +27,9 @@ pub enum Step {
     Reply(Vec<u8>),
     /// Done without a reply yet: a blocking command waits (see `blocking`).
     Park,
+    /// Propose a write to a partition's Raft group (cluster mode; the slot is its key's, for
+    /// a redirect), then continue with its reply.
+    Propose(u32, u16, Batch, Box<dyn FnOnce(Vec<u8>) -> Step + Send>),
 }
 
 pub struct MultiOp {

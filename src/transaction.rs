@@ -366,5 +366,14 @@ fn chain(
                 chain(steps, replies, finish)
             }),
         ),
+        Some(Step::Propose(partition, slot, batch, then)) => Step::Propose(
+            partition,
+            slot,
+            batch,
+            Box::new(move |reply| {
+                steps.push_front(then(reply));
+                chain(steps, replies, finish)
+            }),
+        ),
     }
 }

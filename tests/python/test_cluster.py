@@ -255,7 +255,7 @@ def test_multi_key_commands_across_slots_are_refused(cluster):
     with pytest.raises(redis.ResponseError, match="SELECT is not allowed in cluster mode"):
         command(port, "SELECT", "1")
     with pytest.raises(redis.ResponseError, match="not supported in cluster mode"):
-        command(port, "BLPOP", "{a}list", "1")
+        command(port, "FLUSHALL")
 
 
 def test_transactions_on_one_slot_run_atomically_on_its_leader(cluster):
@@ -289,6 +289,43 @@ def test_transactions_on_one_slot_run_atomically_on_its_leader(cluster):
     [t.join() for t in threads]
     assert client.get("{t}n") == b"800"
     client.close()
+
+
+def test_blocking_pops_wait_for_a_write_and_replicate_the_pop(cluster):
+    owners = slot_map(cluster.nodes[0].port)
+    leader = owners[key_slot("{q}")]
+    waiter = redis.Redis(host="127.0.0.1", port=leader, socket_timeout=20, protocol=2)
+    got = {}
+
+    def wait(name, *args):
+        got[name] = waiter.execute_command(*args)
+
+    for name, args, push in [
+        ("blpop", ("BLPOP", "{q}jobs", "10"), ("RPUSH", "{q}jobs", "j1")),
+        ("blmove", ("BLMOVE", "{q}in", "{q}out", "LEFT", "RIGHT", "10"), ("LPUSH", "{q}in", "m1")),
+        ("bzpopmin", ("BZPOPMIN", "{q}z", "10"), ("ZADD", "{q}z", "5", "low")),
+    ]:
+        thread = threading.Thread(target=wait, args=(name, *args))
+        thread.start()
+        time.sleep(0.3)
+        assert thread.is_alive(), f"{name} waits for a write"
+        command(leader, *push)
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    assert list(got["blpop"]) == [b"{q}jobs", b"j1"]
+    assert got["blmove"] == b"m1"
+    assert list(got["bzpopmin"]) == [b"{q}z", b"low", 5.0]
+    assert waiter.execute_command("BLPOP", "{q}none", "0.2") is None
+    assert command(leader, "LRANGE", "{q}out", "0", "-1") == [b"m1"]
+    # The pops are replicated writes: every replica holds the same keys.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        held = [{k for k in n.local_keys() if k.startswith(b"{q}")} for n in cluster.nodes]
+        if held[0] == held[1] == held[2] == {b"{q}out"}:
+            break
+        time.sleep(0.1)
+    assert held[0] == held[1] == held[2] == {b"{q}out"}
+    waiter.close()
 
 
 def test_redis_py_cluster_client_reads_its_writes_of_every_type(cluster):
@@ -455,7 +492,7 @@ def test_a_cluster_restarted_from_disk_keeps_every_acknowledged_write(own_cluste
     rc.close()
     # Enough data in one partition per node to pass the log size that triggers snapshots, so
     # the restart reads snapshots and the log after them.
-    out = subprocess.run(["redis-benchmark", "--cluster", "-p", str(c.nodes[0].port), "-t", "set", "-n", "20000",
+    out = subprocess.run(["redis-benchmark", "--cluster", "-p", str(c.nodes[0].port), "-t", "set", "-n", "40000",
                           "-d", "1000", "-r", "5000", "-P", "16", "-c", "8", "-q"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
