@@ -194,8 +194,7 @@ fn error_reply(message: &str) -> Vec<u8> {
 /// Commands a cluster member cannot run yet: they would write outside a partition's log or
 /// read keys they do not name.
 fn unsupported(core: &Core, spec: &'static CommandSpec, args: Args) -> bool {
-    matches!(spec.cmd, Cmd::Watch | Cmd::FlushDb | Cmd::FlushAll)
-        || crate::multi::sorts_by_patterns(core, spec, args)
+    spec.cmd == Cmd::Watch || crate::multi::sorts_by_patterns(core, spec, args)
 }
 
 /// Routes a request on a cluster member. Returns the flow when it was answered here (a
@@ -211,6 +210,9 @@ pub fn route(
     core.config.cluster.as_ref()?;
     if spec.cmd == Cmd::Exec && conn.tx.is_some() {
         return Some(exec(core, conn, idx));
+    }
+    if matches!(spec.cmd, Cmd::FlushAll | Cmd::FlushDb) {
+        return Some(flush(core, conn, idx, args));
     }
     if unsupported(core, spec, args) {
         let message = format!("ERR '{}' is not supported in cluster mode yet", spec.name);
@@ -305,6 +307,53 @@ fn propose(
     let (batch, targets) = core.outbox.partitions.entry(partition).or_default();
     add(batch, header);
     targets.push((target, slot));
+}
+
+/// FLUSHALL or FLUSHDB (ASYNC|SYNC) on a cluster member: as in Redis Cluster, it empties the
+/// slots this node serves — each partition it leads, one after another, through the
+/// partition's log, so every replica empties it at the same point.
+fn flush(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
+    let mode_ok = |a: &[u8]| a.eq_ignore_ascii_case(b"ASYNC") || a.eq_ignore_ascii_case(b"SYNC");
+    if args.len() > 2 || (args.len() == 2 && !mode_ok(args.get(1))) {
+        reply(conn, |w| w.error(tessera_storage::errors::SYNTAX));
+        return Flow::Next;
+    }
+    let Some(routing) = core.shared.routing() else {
+        reply(conn, |w| w.error("TRYAGAIN the node is starting"));
+        return Flow::Next;
+    };
+    let led: Vec<(u32, std::ops::Range<u16>)> =
+        routing.led_here().map(|p| (p, routing.slots(p))).collect();
+    let header = Header::new(0, core.now);
+    let resp3 = conn.resp3;
+    crate::dispatch::run_multi(core, conn, idx, move |_| MultiOp {
+        reserve: Vec::new(),
+        step: flush_each(led, header, resp3),
+    })
+}
+
+/// Proposes the flush of each partition in turn; replies OK after the last (or the first
+/// refusal).
+fn flush_each(
+    mut partitions: Vec<(u32, std::ops::Range<u16>)>,
+    header: Header,
+    resp3: bool,
+) -> Step {
+    let Some((partition, slots)) = partitions.pop() else {
+        return reply_with(resp3, |w| w.ok());
+    };
+    let mut batch = Batch::default();
+    let first_slot = slots.start;
+    batch.push_flush(header, slots);
+    Step::Propose(
+        partition,
+        first_slot,
+        batch,
+        Box::new(move |reply| match reply.first() {
+            Some(b'-') => Step::Reply(reply),
+            _ => flush_each(partitions, header, resp3),
+        }),
+    )
 }
 
 /// EXEC on a cluster member: the queued commands must all name keys of one slot, led here;
@@ -607,18 +656,16 @@ fn keys_in_slot(core: &Core, slot: u16, limit: Option<usize>, resp3: bool) -> Mu
 }
 
 /// Contiguous slot ranges each led by one node, with that leader.
-fn led_ranges(routing: &Routing) -> Vec<(std::ops::Range<u16>, u64, u32)> {
-    let mut ranges: Vec<(std::ops::Range<u16>, u64, u32)> = Vec::new();
+fn led_ranges(routing: &Routing) -> Vec<(std::ops::Range<u16>, u64)> {
+    let mut ranges: Vec<(std::ops::Range<u16>, u64)> = Vec::new();
     for p in 0..routing.partitions {
         let Some(leader) = routing.leader(p) else {
             continue;
         };
         let slots = routing.slots(p);
         match ranges.last_mut() {
-            Some((range, l, _)) if *l == leader && range.end == slots.start => {
-                range.end = slots.end
-            }
-            _ => ranges.push((slots, leader, p)),
+            Some((range, l)) if *l == leader && range.end == slots.start => range.end = slots.end,
+            _ => ranges.push((slots, leader)),
         }
     }
     ranges
@@ -675,7 +722,7 @@ fn nodes(routing: &Routing) -> String {
             node_name(m.id),
             port + RAFT_PORT_OFFSET
         ));
-        for (range, _, _) in ranges.iter().filter(|(_, l, _)| *l == m.id) {
+        for (range, _) in ranges.iter().filter(|(_, l)| *l == m.id) {
             if range.len() == 1 {
                 text.push_str(&format!(" {}", range.start));
             } else {
@@ -695,25 +742,20 @@ fn write_node(w: &mut ReplyWriter, member: &Member) {
     w.bulk(node_name(member.id).as_bytes());
 }
 
-/// CLUSTER SLOTS: each range with its leader, then the partition's other replicas.
+/// CLUSTER SLOTS: each range with its leader alone. Listing the followers as replicas would
+/// be true, but clients take a node listed as a replica anywhere for a replica everywhere
+/// (and would send it no FLUSHALL, or reads it would redirect); replica reads come later.
 fn slots(routing: &Routing, w: &mut ReplyWriter) {
     let ranges = led_ranges(routing);
     w.array(ranges.len());
-    for (range, leader, partition) in ranges {
-        let followers: Vec<&Member> = routing.replicas[partition as usize]
-            .iter()
-            .filter(|&&id| id != leader)
-            .filter_map(|&id| routing.member(id))
-            .collect();
-        w.array(3 + followers.len());
+    for (range, leader) in ranges {
+        w.array(3);
         w.int(i64::from(range.start));
         w.int(i64::from(range.end - 1));
-        if let Some(m) = routing.member(leader) {
-            write_node(w, m);
-        } else {
-            w.null();
+        match routing.member(leader) {
+            Some(m) => write_node(w, m),
+            None => w.null(),
         }
-        followers.into_iter().for_each(|m| write_node(w, m));
     }
 }
 

@@ -22,6 +22,9 @@ pub struct Header {
     /// When above 1: this request and the next `transaction - 1` are a MULTI/EXEC
     /// transaction, run together and answered with one array of their replies.
     pub transaction: u32,
+    /// Not a command: its two arguments are a slot range to empty (FLUSHALL in a cluster
+    /// empties each partition through its log).
+    pub flush: bool,
 }
 
 impl Header {
@@ -32,6 +35,7 @@ impl Header {
             seed: tessera_storage::rng::seed(),
             resp3: false,
             transaction: 0,
+            flush: false,
         }
     }
 }
@@ -81,6 +85,16 @@ impl Batch {
             );
         }
         self.replies = before + 1;
+    }
+
+    /// Adds a request that empties `slots` in every database.
+    pub fn push_flush(&mut self, header: Header, slots: Range<u16>) {
+        let (start, end) = (slots.start.to_string(), slots.end.to_string());
+        let header = Header {
+            flush: true,
+            ..header
+        };
+        self.push(header, [start.as_bytes(), end.as_bytes()]);
     }
 
     /// Replies the batch will have.
@@ -195,17 +209,28 @@ pub fn run(store: &mut Store, batch: &Batch) -> Replies {
                 transaction_left = header.transaction;
             }
             let args = Args::from_spans(&batch.data, spans);
-            match lookup(args.get(0)) {
-                Some(spec) if !spans.is_empty() => {
-                    let req = Request {
-                        spec,
-                        args,
-                        db: header.db as usize,
-                        now: header.now,
-                    };
-                    store.execute_seeded(&req, Some(header.seed), &mut writer);
+            let slot_of = |i: usize| std::str::from_utf8(args.get(i)).ok()?.parse::<u16>().ok();
+            if header.flush {
+                match (spans.len(), slot_of(0), slot_of(1)) {
+                    (2, Some(start), Some(end)) => {
+                        clear_slots(store, start..end);
+                        writer.ok();
+                    }
+                    _ => writer.error("ERR malformed flush"),
                 }
-                _ => writer.error("ERR unknown command"),
+            } else {
+                match lookup(args.get(0)) {
+                    Some(spec) if !spans.is_empty() => {
+                        let req = Request {
+                            spec,
+                            args,
+                            db: header.db as usize,
+                            now: header.now,
+                        };
+                        store.execute_seeded(&req, Some(header.seed), &mut writer);
+                    }
+                    _ => writer.error("ERR unknown command"),
+                }
             }
             transaction_left = transaction_left.saturating_sub(1);
             if transaction_left == 0 {
@@ -263,13 +288,8 @@ pub fn snapshot(store: &Store, slots: Range<u16>, now: u64) -> Image {
     Image { records }
 }
 
-/// Replaces the keys of `slots` with an image's. An image that does not validate changes
-/// nothing and is reported: it comes from a peer or a disk, and must not take the node down.
-pub fn restore(store: &mut Store, slots: Range<u16>, bytes: &[u8]) -> Result<(), String> {
-    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
-    aligned.extend_from_slice(bytes);
-    let image = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(&aligned)
-        .map_err(|e| format!("a snapshot that does not validate: {e}"))?;
+/// Removes every key of `slots`, in every database.
+fn clear_slots(store: &mut Store, slots: Range<u16>) {
     for db in 0..store.databases() {
         let Some(ks) = store.keyspace(db) else {
             continue;
@@ -283,6 +303,16 @@ pub fn restore(store: &mut Store, slots: Range<u16>, bytes: &[u8]) -> Result<(),
             ks.remove(&key, 0);
         }
     }
+}
+
+/// Replaces the keys of `slots` with an image's. An image that does not validate changes
+/// nothing and is reported: it comes from a peer or a disk, and must not take the node down.
+pub fn restore(store: &mut Store, slots: Range<u16>, bytes: &[u8]) -> Result<(), String> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(bytes);
+    let image = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(&aligned)
+        .map_err(|e| format!("a snapshot that does not validate: {e}"))?;
+    clear_slots(store, slots);
     let limits = store.limits;
     for record in image.records.iter() {
         let db = record.db.to_native() as usize;
@@ -372,6 +402,23 @@ mod tests {
             [&b"*3\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$1\r\n2\r\n"[..]]
         );
         assert_eq!(replies.split_from(2, 1), [&b"$1\r\n2\r\n"[..]]);
+    }
+
+    #[test]
+    fn a_flush_empties_only_its_slots() {
+        let mut store = Store::new(16);
+        run_one(&mut store, 0, &[b"SET", b"{a}k", b"1"]);
+        run_one(&mut store, 2, &[b"SET", b"{a}k", b"1"]);
+        run_one(&mut store, 0, &[b"SET", b"{b}k", b"1"]);
+        let slot = key_slot(b"{a}");
+        let mut batch = Batch::default();
+        batch.push_flush(Header::new(0, 1), slot..slot + 1);
+        assert_eq!(run(&mut store, &batch).split_from(0, 1), [&b"+OK\r\n"[..]]);
+        assert_eq!(
+            run_one(&mut store, 0, &[b"EXISTS", b"{a}k", b"{b}k"]),
+            b":1\r\n"
+        );
+        assert_eq!(run_one(&mut store, 2, &[b"EXISTS", b"{a}k"]), b":0\r\n");
     }
 
     #[test]

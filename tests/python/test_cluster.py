@@ -255,7 +255,7 @@ def test_multi_key_commands_across_slots_are_refused(cluster):
     with pytest.raises(redis.ResponseError, match="SELECT is not allowed in cluster mode"):
         command(port, "SELECT", "1")
     with pytest.raises(redis.ResponseError, match="not supported in cluster mode"):
-        command(port, "FLUSHALL")
+        command(port, "SORT", "{a}list", "BY", "weight_*")
 
 
 def test_transactions_on_one_slot_run_atomically_on_its_leader(cluster):
@@ -391,6 +391,26 @@ def test_plain_clients_use_any_node_through_forwarding(tmp_path):
         assert out.stdout.strip() == str(keys.index(elsewhere) + 1)
         plain.close()
         resp3.close()
+    finally:
+        c.stop()
+
+
+def test_flushall_empties_every_node_through_the_logs(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        rc = c.client()
+        for i in range(300):
+            rc.set(f"gone:{i}", i)
+        assert all(len(n.local_keys()) == 300 for n in c.nodes)
+        with pytest.raises(redis.ResponseError, match="syntax error"):
+            command(c.nodes[0].port, "FLUSHALL", "SOMETIMES")
+        rc.flushall()  # redis-py sends it to every node, as to every master of Redis Cluster
+        deadline = time.time() + 10
+        while time.time() < deadline and any(n.local_keys() for n in c.nodes):
+            time.sleep(0.1)
+        assert [n.local_keys() for n in c.nodes] == [set(), set(), set()], "every replica emptied"
+        assert rc.set("after", "1") and rc.get("after") == b"1"
+        rc.close()
     finally:
         c.stop()
 
