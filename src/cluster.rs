@@ -154,17 +154,16 @@ impl Applier for CoreApplier {
     fn snapshot(&self, partition: u32, done: Done<Image>) {
         let slots = self.slots(partition);
         self.on_owner(partition, move |core| {
-            done.send(replica::snapshot(&core.store, slots, core.now));
+            // Expired keys too: the log removes them, and entries after the snapshot may
+            // still find them live at their own times.
+            done.send(replica::snapshot(&core.store, slots, 0));
         });
     }
 
-    fn restore(&self, partition: u32, data: Vec<u8>, done: Done<()>) {
+    fn restore(&self, partition: u32, data: Vec<u8>, done: Done<Result<(), String>>) {
         let slots = self.slots(partition);
         self.on_owner(partition, move |core| {
-            if let Err(e) = replica::restore(&mut core.store, slots, &data) {
-                tracing::error!(partition, "cannot install a snapshot: {e}");
-            }
-            done.send(());
+            done.send(replica::restore(&mut core.store, slots, &data));
         });
     }
 }
@@ -176,6 +175,50 @@ type ReplyTo = (Target, u16);
 #[derive(Default)]
 pub struct Outbox {
     partitions: HashMap<u32, (Batch, Vec<ReplyTo>)>,
+    /// The slot active expiry looks at next.
+    expire_cursor: usize,
+}
+
+/// Expired keys one tick proposes for removal at most.
+const EXPIRE_PER_TICK: usize = 1000;
+
+/// Active expiry on a cluster member. Replicas never remove keys by their own clocks (their
+/// stores keep expired keys, treated as absent, until the log says otherwise): the leader of
+/// a partition looks for expired keys in it and proposes their removal, judged at the
+/// proposal's time, so every replica removes the same keys at the same point of its log.
+pub fn expire(core: &mut Core) {
+    let (Some(routing), Some(ks)) = (core.shared.routing(), core.store.keyspace(0)) else {
+        return;
+    };
+    if ks.volatile() == 0 {
+        return;
+    }
+    let now = core.now;
+    let mut found: HashMap<u32, Vec<Box<[u8]>>> = HashMap::new();
+    let mut total = 0;
+    for _ in 0..SLOT_COUNT {
+        let slot = core.outbox.expire_cursor as u16;
+        core.outbox.expire_cursor = (core.outbox.expire_cursor + 1) % SLOT_COUNT;
+        let partition = routing.partition_of(slot);
+        if core.shared.owner(slot) != core.id || routing.leader(partition) != Some(routing.me) {
+            continue;
+        }
+        let keys = ks.expired_keys(slot, now, EXPIRE_PER_TICK - total);
+        total += keys.len();
+        found.entry(partition).or_default().extend(keys);
+        if total >= EXPIRE_PER_TICK {
+            break;
+        }
+    }
+    let Some(node) = core.shared.cluster.get() else {
+        return;
+    };
+    for (partition, keys) in found.into_iter().filter(|(_, k)| !k.is_empty()) {
+        let mut batch = Batch::default();
+        batch.push_expire(Header::new(0, now), &keys);
+        let done = Box::new(|_| {});
+        node.submit(partition, Submission { batch, done });
+    }
 }
 
 fn moved(slot: u16, leader: Option<u64>, routing: &Routing) -> String {
@@ -244,9 +287,13 @@ pub fn route(
     let partition = routing.partition_of(slot);
     let leader = routing.leader(partition);
     if leader != Some(routing.me) {
+        // A blocking command would hold up the one connection every forwarded request of
+        // this node shares with that leader: it is redirected instead.
+        let forwarding = core.config.cluster.as_ref().is_some_and(|c| c.forwarding)
+            && !crate::blocking::is_blocking(spec, args);
         let forward_to = leader
             .and_then(|id| routing.member(id))
-            .filter(|_| core.config.cluster.as_ref().is_some_and(|c| c.forwarding));
+            .filter(|_| forwarding);
         match forward_to {
             Some(member) => forward(core, conn, idx, &member.client, spec, args),
             None => {
@@ -473,20 +520,29 @@ pub fn submit(core: &mut Core) {
     let Some(node) = core.shared.cluster.get() else {
         return;
     };
-    for (partition, (batch, targets)) in core.outbox.partitions.drain() {
-        let (shared, home) = (core.shared.clone(), core.id);
-        let done = move |outcome: Outcome| {
-            let answer = move |core: &mut Core| answered(core, targets, outcome);
-            shared.mailboxes[home].push_external(Msg::Run(Box::new(answer)));
-        };
-        node.submit(
-            partition,
-            Submission {
-                batch,
-                done: Box::new(done),
-            },
-        );
+    let proposals: Vec<_> = core.outbox.partitions.drain().collect();
+    for (partition, (batch, targets)) in proposals {
+        submit_then(core, node, partition, batch, move |core, outcome| {
+            answered(core, targets, outcome)
+        });
     }
+}
+
+/// Proposes `batch` to its partition's group; `then` runs on this core with the outcome.
+fn submit_then(
+    core: &Core,
+    node: &Node,
+    partition: u32,
+    batch: Batch,
+    then: impl FnOnce(&mut Core, Outcome) + Send + 'static,
+) {
+    let (shared, home) = (core.shared.clone(), core.id);
+    let done = move |outcome: Outcome| {
+        let answer = move |core: &mut Core| then(core, outcome);
+        shared.mailboxes[home].push_external(Msg::Run(Box::new(answer)));
+    };
+    let done = Box::new(done);
+    node.submit(partition, Submission { batch, done });
 }
 
 /// The error a client gets for a proposal its group did not apply.
@@ -522,25 +578,14 @@ pub fn submit_step(core: &Core, ticket: u64, partition: u32, slot: u16, batch: B
     let Some(node) = core.shared.cluster.get() else {
         return;
     };
-    let (shared, home) = (core.shared.clone(), core.id);
-    let done = move |outcome: Outcome| {
-        let answer = move |core: &mut Core| {
-            let reply = match (outcome, core.shared.routing()) {
-                (Ok(mut replies), _) => replies.pop().unwrap_or_default(),
-                (Err(refusal), Some(routing)) => refused(refusal, slot, &routing),
-                (Err(_), None) => error_reply("TRYAGAIN the node is starting"),
-            };
-            core.proposal_answered(ticket, reply);
+    submit_then(core, node, partition, batch, move |core, outcome| {
+        let reply = match (outcome, core.shared.routing()) {
+            (Ok(mut replies), _) => replies.pop().unwrap_or_default(),
+            (Err(refusal), Some(routing)) => refused(refusal, slot, &routing),
+            (Err(_), None) => error_reply("TRYAGAIN the node is starting"),
         };
-        shared.mailboxes[home].push_external(Msg::Run(Box::new(answer)));
-    };
-    node.submit(
-        partition,
-        Submission {
-            batch,
-            done: Box::new(done),
-        },
-    );
+        core.proposal_answered(ticket, reply);
+    });
 }
 
 /// CLUSTER, READONLY, READWRITE and ASKING.

@@ -193,6 +193,8 @@ impl Core {
         let mut store = Store::new(config.databases);
         store.max_bulk_len = config.proto_max_bulk_len as usize;
         store.limits = config.encodings;
+        // A cluster member's store loses expired keys only through its log (`cluster::expire`).
+        store.set_keeps_expired(config.cluster.is_some());
         let cores = shared.cores;
         let now = unix_ms();
         Ok(Core {
@@ -1081,7 +1083,11 @@ impl Core {
     fn tick(&mut self) {
         let period = 1000 / self.config.hz.max(1) as u64;
         self.next_tick = self.now + period;
-        self.expire_cycle(period * EXPIRE_BUDGET_PERCENT / 100);
+        if self.config.cluster.is_some() {
+            crate::cluster::expire(self);
+        } else {
+            self.expire_cycle(period * EXPIRE_BUDGET_PERCENT / 100);
+        }
         if self.config.timeout > 0 {
             let idle_limit = self.config.timeout * 1000;
             let idle: Vec<usize> = self

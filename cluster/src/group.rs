@@ -53,8 +53,9 @@ pub trait Applier: Send + Sync + 'static {
     fn apply(&self, partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>);
     /// The partition's keys, copied out as `replica::snapshot` does.
     fn snapshot(&self, partition: u32, done: Done<Image>);
-    /// Replaces the partition's keys with a snapshot's.
-    fn restore(&self, partition: u32, data: Vec<u8>, done: Done<()>);
+    /// Replaces the partition's keys with a snapshot's; an image that does not validate
+    /// changes nothing and is reported.
+    fn restore(&self, partition: u32, data: Vec<u8>, done: Done<Result<(), String>>);
 }
 
 type NodeId = u64;
@@ -210,6 +211,7 @@ pub struct StateMachine {
     progress: Arc<Mutex<Progress>>,
     /// Where snapshots are kept, unless the node keeps nothing on disk.
     files: Option<Arc<SnapshotFiles>>,
+    saving: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl StateMachine {
@@ -223,6 +225,7 @@ impl StateMachine {
             applier,
             progress: Arc::default(),
             files,
+            saving: Arc::default(),
         }
     }
 
@@ -238,7 +241,8 @@ impl StateMachine {
         let (done, rx) = done_pair();
         self.applier.restore(self.partition, image.clone(), done);
         rx.await
-            .map_err(|_| std::io::Error::other("the partition's core stopped"))?;
+            .map_err(|_| std::io::Error::other("the partition's core stopped"))?
+            .map_err(std::io::Error::other)?;
         let mut progress = self.progress();
         progress.applied = meta.last_log_id;
         progress.membership = meta.last_membership.clone();
@@ -246,18 +250,31 @@ impl StateMachine {
         Ok(())
     }
 
+    /// Makes `image` the partition's snapshot (on disk first, when the node keeps files),
+    /// unless a newer one is already kept: a build and an install can overlap, and the older
+    /// must not replace the newer. Saves of one partition take turns.
     async fn keep(
         &self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        image: &[u8],
+        image: Vec<u8>,
     ) -> Result<(), Error> {
-        match &self.files {
-            Some(files) => files
-                .save(self.partition, meta, image)
-                .await
-                .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into()),
-            None => Ok(()),
+        let _turn = self.saving.lock().await;
+        let newer_kept = {
+            let progress = self.progress();
+            let kept = progress.snapshot.as_ref().and_then(|(m, _)| m.last_log_id);
+            kept.is_some() && kept >= meta.last_log_id
+        };
+        if newer_kept {
+            return Ok(());
         }
+        if let Some(files) = &self.files {
+            files
+                .save(self.partition, meta, &image)
+                .await
+                .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        }
+        self.progress().snapshot = Some((meta.clone(), image));
+        Ok(())
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -295,10 +312,12 @@ impl RaftSnapshotBuilder<Partition> for SnapshotBuilder {
         let image = (&mut self.image)
             .await
             .map_err(|_| gone("the partition's core stopped"))?;
-        let data = image.encode();
+        // Encoding a large partition takes a while: not on the runtime's few threads.
+        let data = tokio::task::spawn_blocking(move || image.encode())
+            .await
+            .map_err(|_| gone("encoding the snapshot failed"))?;
         // On disk before Raft purges the log it covers.
-        self.machine.keep(&self.meta, &data).await?;
-        self.machine.progress().snapshot = Some((self.meta.clone(), data.clone()));
+        self.machine.keep(&self.meta, data.clone()).await?;
         Ok(Snapshot {
             meta: self.meta.clone(),
             snapshot: Box::new(Cursor::new(data)),
@@ -393,12 +412,15 @@ impl RaftStateMachine<Partition> for StateMachine {
         let data = snapshot.into_inner();
         let (done, rx) = done_pair();
         self.applier.restore(self.partition, data.clone(), done);
-        rx.await.map_err(|_| gone("the partition's core stopped"))?;
-        self.keep(meta, &data).await?;
+        rx.await
+            .map_err(|_| gone("the partition's core stopped"))?
+            .map_err(|e| {
+                StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e))
+            })?;
+        self.keep(meta, data).await?;
         let mut progress = self.progress();
         progress.applied = meta.last_log_id;
         progress.membership = meta.last_membership.clone();
-        progress.snapshot = Some((meta.clone(), data));
         progress.logged_bytes = 0;
         Ok(())
     }
@@ -530,9 +552,8 @@ mod tests {
             done.send(self.with(|s| replica::snapshot(s, 0..SLOT_COUNT as u16, 0)));
         }
 
-        fn restore(&self, _partition: u32, data: Vec<u8>, done: Done<()>) {
-            self.with(|s| replica::restore(s, 0..SLOT_COUNT as u16, &data).unwrap());
-            done.send(());
+        fn restore(&self, _partition: u32, data: Vec<u8>, done: Done<Result<(), String>>) {
+            done.send(self.with(|s| replica::restore(s, 0..SLOT_COUNT as u16, &data)));
         }
     }
 

@@ -20,12 +20,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+/// How long after a majority last acknowledged it a leader serves reads alone (ms): the
+/// shortest election timeout less a margin for the time between that acknowledgement being
+/// reported and a read checking it (a busy turn of a core, a read run on another core) and
+/// for clock drift.
+const LEASE_MS: u64 = ELECTION_MS.0 - 250;
 /// Leaders send heartbeats this often (ms).
 const HEARTBEAT_MS: u64 = 100;
 /// A follower that hears nothing for a random time in this range (ms) stands for election.
 const ELECTION_MS: (u64, u64) = (500, 1000);
 /// Requests one log entry carries at most.
 const MAX_BATCH: usize = 4096;
+/// Argument bytes past which a log entry takes no more submissions, so replication frames
+/// stay small (a single larger request still goes alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Log entries one replication message carries at most.
+const MAX_ENTRIES_PER_MESSAGE: u64 = 64;
 /// Log entries kept behind a snapshot, for followers only slightly behind.
 const LOG_KEPT_AFTER_SNAPSHOT: u64 = 128;
 
@@ -113,6 +123,7 @@ impl Node {
             // Snapshots are taken by size (`StateMachine::wants_snapshot`), not entry count.
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT,
+            max_payload_entries: MAX_ENTRIES_PER_MESSAGE,
             ..Config::default()
         };
         let config = Arc::new(config.validate().map_err(invalid)?);
@@ -239,8 +250,7 @@ impl Drop for Node {
 }
 
 /// Keeps the partition's leader and this node's read lease current in `routing`. A leader
-/// may serve reads alone until `election_timeout_min` after the last moment a quorum
-/// acknowledged it, and only once it has applied an entry of its own term (so everything its
+/// may serve reads alone until `LEASE_MS` after the last moment a quorum acknowledged it, and only once it has applied an entry of its own term (so everything its
 /// predecessors committed is applied): followers refuse to vote for anyone until
 /// `election_timeout_max` after their last heartbeat, so no other leader can exist before
 /// then.
@@ -256,7 +266,7 @@ async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<R
             let lease_until = match (m.state, m.millis_since_quorum_ack) {
                 (ServerState::Leader, _) if caught_up && alone => u64::MAX,
                 (ServerState::Leader, Some(ago)) if caught_up => {
-                    unix_ms().saturating_sub(ago) + ELECTION_MS.0
+                    unix_ms().saturating_sub(ago) + LEASE_MS
                 }
                 _ => 0,
             };
@@ -288,7 +298,7 @@ async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceive
         let mut waiting = Vec::new();
         let mut batch = first.batch;
         waiting.push((batch.replies(), first.done));
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && batch.bytes() < MAX_BATCH_BYTES {
             let Ok(more) = submissions.try_recv() else {
                 break;
             };

@@ -22,9 +22,21 @@ pub struct Header {
     /// When above 1: this request and the next `transaction - 1` are a MULTI/EXEC
     /// transaction, run together and answered with one array of their replies.
     pub transaction: u32,
-    /// Not a command: its two arguments are a slot range to empty (FLUSHALL in a cluster
-    /// empties each partition through its log).
-    pub flush: bool,
+    /// Set when the request is not a client's command but the cluster's own.
+    pub internal: Internal,
+}
+
+/// Requests a cluster makes of its own partitions through their logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Internal {
+    /// A client's command.
+    None,
+    /// The two arguments are a slot range to empty (FLUSHALL in a cluster empties each
+    /// partition through its log).
+    Flush,
+    /// The arguments are keys to remove if expired at the request's time: replicas remove
+    /// expired keys only when their log says so, so that they agree.
+    Expire,
 }
 
 impl Header {
@@ -35,7 +47,7 @@ impl Header {
             seed: tessera_storage::rng::seed(),
             resp3: false,
             transaction: 0,
-            flush: false,
+            internal: Internal::None,
         }
     }
 }
@@ -91,10 +103,19 @@ impl Batch {
     pub fn push_flush(&mut self, header: Header, slots: Range<u16>) {
         let (start, end) = (slots.start.to_string(), slots.end.to_string());
         let header = Header {
-            flush: true,
+            internal: Internal::Flush,
             ..header
         };
         self.push(header, [start.as_bytes(), end.as_bytes()]);
+    }
+
+    /// Adds a request that removes those of `keys` expired at the header's time.
+    pub fn push_expire(&mut self, header: Header, keys: &[Box<[u8]>]) {
+        let header = Header {
+            internal: Internal::Expire,
+            ..header
+        };
+        self.push(header, keys.iter().map(|k| &k[..]));
     }
 
     /// Replies the batch will have.
@@ -178,6 +199,16 @@ impl Replies {
 /// group of upcoming requests (in the first one's database, in practice the only one of a
 /// cluster) is prefetched before they run, so their cache misses overlap.
 pub fn run(store: &mut Store, batch: &Batch) -> Replies {
+    // Applying the log is where a replica may remove expired keys (as every write judges
+    // them by its request's time, all replicas remove the same ones at the same point).
+    let kept_expired = store.keeps_expired();
+    store.set_keeps_expired(false);
+    let replies = run_requests(store, batch);
+    store.set_keeps_expired(kept_expired);
+    replies
+}
+
+fn run_requests(store: &mut Store, batch: &Batch) -> Replies {
     let spans = batch.spans();
     let mut replies = Replies {
         data: Vec::with_capacity(batch.len() * 8),
@@ -210,7 +241,7 @@ pub fn run(store: &mut Store, batch: &Batch) -> Replies {
             }
             let args = Args::from_spans(&batch.data, spans);
             let slot_of = |i: usize| std::str::from_utf8(args.get(i)).ok()?.parse::<u16>().ok();
-            if header.flush {
+            if header.internal == Internal::Flush {
                 match (spans.len(), slot_of(0), slot_of(1)) {
                     (2, Some(start), Some(end)) => {
                         clear_slots(store, start..end);
@@ -218,6 +249,11 @@ pub fn run(store: &mut Store, batch: &Batch) -> Replies {
                     }
                     _ => writer.error("ERR malformed flush"),
                 }
+            } else if header.internal == Internal::Expire {
+                // A lookup at the request's time removes each key that has expired by then.
+                let ks = store.db(header.db as usize);
+                args.iter().for_each(|key| _ = ks.touch(key, header.now));
+                writer.ok();
             } else {
                 match lookup(args.get(0)) {
                     Some(spec) if !spans.is_empty() => {
@@ -419,6 +455,51 @@ mod tests {
             b":1\r\n"
         );
         assert_eq!(run_one(&mut store, 2, &[b"EXISTS", b"{a}k"]), b":0\r\n");
+    }
+
+    #[test]
+    fn expired_keys_leave_a_replica_only_through_its_log() {
+        let mut store = Store::new(16);
+        store.set_keeps_expired(true);
+        let mut header = Header::new(0, 1000);
+        header.seed = 7;
+        run(
+            &mut store,
+            &Batch::of(header, &[b"SET", b"k", b"v", b"PX", b"100"]),
+        );
+        // Read after the deadline: absent, but still there.
+        let get = Request {
+            spec: lookup(b"GET").unwrap(),
+            args: Args::from_spans(b"GETk", &[0..3, 3..4]),
+            db: 0,
+            now: 2000,
+        };
+        let mut out = Vec::new();
+        store.execute(&get, &mut ReplyWriter::new(&mut out, false));
+        assert_eq!(out, b"$-1\r\n");
+        assert_eq!(
+            store.keyspace(0).unwrap().len(),
+            1,
+            "a read does not remove it"
+        );
+        let expired = store
+            .keyspace(0)
+            .unwrap()
+            .expired_keys(key_slot(b"k"), 2000, 10);
+        assert_eq!(expired, [Box::from(&b"k"[..])]);
+        let mut batch = Batch::default();
+        batch.push_expire(Header::new(0, 1050), &expired);
+        run(&mut store, &batch);
+        assert_eq!(
+            store.keyspace(0).unwrap().len(),
+            1,
+            "not yet expired at 1050"
+        );
+        let mut batch = Batch::default();
+        batch.push_expire(Header::new(0, 2000), &expired);
+        run(&mut store, &batch);
+        assert_eq!(store.keyspace(0).unwrap().len(), 0);
+        assert!(store.keeps_expired());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::wal::Durability;
 use openraft::{BasicNode, SnapshotMeta};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 type Meta = SnapshotMeta<u64, BasicNode>;
 
@@ -15,11 +16,17 @@ const MAGIC: &[u8; 8] = b"TSNAP001";
 pub struct SnapshotFiles {
     dir: PathBuf,
     durability: Durability,
+    /// Makes each save's temporary file its own.
+    saves: AtomicU64,
 }
 
 impl SnapshotFiles {
     pub fn new(dir: PathBuf, durability: Durability) -> SnapshotFiles {
-        SnapshotFiles { dir, durability }
+        SnapshotFiles {
+            dir,
+            durability,
+            saves: AtomicU64::new(0),
+        }
     }
 
     fn path(&self, partition: u32) -> PathBuf {
@@ -40,9 +47,10 @@ impl SnapshotFiles {
         bytes.extend_from_slice(image);
         let (path, dir) = (self.path(partition), self.dir.clone());
         let sync = self.durability == Durability::Fsync;
+        let save = self.saves.fetch_add(1, Ordering::Relaxed);
         // Off the runtime's threads: a large file's sync would hold up heartbeats.
         tokio::task::spawn_blocking(move || {
-            let temporary = path.with_extension("tmp");
+            let temporary = path.with_extension(format!("tmp{save}"));
             let mut file = std::fs::File::create(&temporary)?;
             file.write_all(&bytes)?;
             if sync {

@@ -26,8 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// What a dialling node sends first: this, then its id.
 const GREETING: &[u8; 8] = b"TESSRAFT";
-/// Largest frame accepted (a snapshot chunk is far smaller).
-const MAX_FRAME: u32 = 256 << 20;
+/// Largest frame sent or accepted: room for one request as large as a client may send (512
+/// MiB) and its log entry's other requests; entries are otherwise kept to a few MiB.
+const MAX_FRAME: u32 = 1 << 30;
 /// How long a dialled node has to greet.
 const GREETING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts to reach a node that is down.
@@ -55,14 +56,15 @@ fn codec() -> impl Options {
     bincode::DefaultOptions::new().with_limit(u64::from(MAX_FRAME))
 }
 
-fn encode(frame: &Frame) -> Vec<u8> {
+/// The frame as bytes, or why it cannot be sent (larger than `MAX_FRAME`).
+fn encode(frame: &Frame) -> Result<Vec<u8>, String> {
     let mut out = vec![0; 4];
     codec()
         .serialize_into(&mut out, frame)
-        .expect("raft messages serialize");
+        .map_err(|e| format!("a raft message that cannot be sent: {e}"))?;
     let len = (out.len() - 4) as u32;
     out[..4].copy_from_slice(&len.to_le_bytes());
-    out
+    Ok(out)
 }
 
 /// One other node: the current connection to it, if any, and the requests awaiting replies.
@@ -274,11 +276,15 @@ impl Transport {
             Body::Install(rpc) => Body::Installed(group.install_snapshot(rpc).await),
             _ => return,
         };
-        let _ = tx.send(encode(&Frame {
+        let answer = Frame {
             id: frame.id,
             partition: frame.partition,
             body,
-        }));
+        };
+        match encode(&answer) {
+            Ok(bytes) => _ = tx.send(bytes),
+            Err(e) => tracing::error!(partition = frame.partition, "{e}"),
+        }
     }
 
     /// Sends a request to `target` and waits up to `ttl` for the answer.
@@ -303,7 +309,11 @@ impl Transport {
             partition,
             body,
         };
-        if link.send(encode(&frame)).is_err() {
+        let bytes = encode(&frame).map_err(|e| {
+            tracing::error!(partition, "{e}");
+            NoAnswer
+        });
+        if link.send(bytes?).is_err() {
             peer.waiting.lock().expect("no holder panics").remove(&id);
             return Err(NoAnswer);
         }
@@ -349,6 +359,14 @@ impl RaftNetworkFactory<Partition> for GroupNetwork {
 }
 
 impl Link {
+    /// An error the peer answered, marked as the peer's.
+    fn remote<E: std::error::Error>(
+        &self,
+        error: RaftError<NodeId, E>,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        RPCError::RemoteError(RemoteError::new(self.target, error))
+    }
+
     async fn call(&self, body: Body, option: &RPCOption) -> Option<Body> {
         let network = &self.network;
         let ttl = option.hard_ttl();
@@ -369,9 +387,7 @@ impl RaftNetwork<Partition> for Link {
         option: RPCOption,
     ) -> RaftResult<AppendEntriesResponse<NodeId>> {
         match self.call(Body::Append(rpc), &option).await {
-            Some(Body::Appended(answer)) => {
-                answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+            Some(Body::Appended(answer)) => answer.map_err(|e| self.remote(e)),
             _ => Err(unreachable(self.target)),
         }
     }
@@ -382,9 +398,7 @@ impl RaftNetwork<Partition> for Link {
         option: RPCOption,
     ) -> RaftResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         match self.call(Body::Install(rpc), &option).await {
-            Some(Body::Installed(answer)) => {
-                answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+            Some(Body::Installed(answer)) => answer.map_err(|e| self.remote(e)),
             _ => Err(unreachable(self.target)),
         }
     }
@@ -395,9 +409,7 @@ impl RaftNetwork<Partition> for Link {
         option: RPCOption,
     ) -> RaftResult<VoteResponse<NodeId>> {
         match self.call(Body::Vote(rpc), &option).await {
-            Some(Body::Voted(answer)) => {
-                answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+            Some(Body::Voted(answer)) => answer.map_err(|e| self.remote(e)),
             _ => Err(unreachable(self.target)),
         }
     }

@@ -206,6 +206,10 @@ struct Writer {
     /// Bytes the live state took when last written out whole.
     compacted: u64,
     state: HashMap<u32, PartitionLog>,
+    /// Set by the first failed write or sync: the file may end in a torn record, so nothing
+    /// more is written (a replay would stop at the tear and lose it) and every later record
+    /// fails.
+    failed: Option<String>,
 }
 
 impl Writer {
@@ -262,9 +266,13 @@ impl Writer {
             while let Ok(more) = requests.try_recv() {
                 group.push(more);
             }
-            let outcome = self.write(&group);
-            if let Err(e) = &outcome {
-                tracing::error!(core = self.core, "cannot write the log: {e}");
+            let outcome = match &self.failed {
+                Some(why) => Err(std::io::Error::other(why.clone())),
+                None => self.write(&group),
+            };
+            if let (Err(e), None) = (&outcome, &self.failed) {
+                tracing::error!(core = self.core, "cannot write the log, so it stops: {e}");
+                self.failed = Some(format!("the log stopped after a failed write: {e}"));
             }
             for request in group {
                 if outcome.is_ok() {
@@ -279,7 +287,7 @@ impl Writer {
                     });
                 }
             }
-            if self.written > (2 * self.compacted).max(64 << 20) {
+            if self.failed.is_none() && self.written > (2 * self.compacted).max(64 << 20) {
                 if let Err(e) = self.start_segment(self.sequence + 1) {
                     tracing::error!(core = self.core, "cannot compact the log: {e}");
                 }
@@ -321,6 +329,7 @@ impl Wal {
             written: 0,
             compacted: 0,
             state: state.clone(),
+            failed: None,
         };
         writer.start_segment(next)?;
         let (tx, rx) = mpsc::channel();

@@ -41,6 +41,9 @@ pub struct Keyspace {
     /// The `notify-keyspace-events` classes on, and the events since the core last looked.
     notify_flags: u32,
     events: Vec<(&'static str, Box<[u8]>)>,
+    /// Lookups treat expired keys as absent but leave them in place: a replica of a
+    /// replicated partition only removes what its log tells it to, so that replicas agree.
+    keeps_expired: bool,
 }
 
 #[derive(Default)]
@@ -78,7 +81,27 @@ impl Keyspace {
             ready: Vec::new(),
             notify_flags: 0,
             events: Vec::new(),
+            keeps_expired: false,
         }
+    }
+
+    pub fn set_keeps_expired(&mut self, keep: bool) {
+        self.keeps_expired = keep;
+    }
+
+    /// Keys of `slot` expired at `now_ms`, at most `limit`.
+    pub fn expired_keys(&self, slot: u16, now_ms: u64, limit: usize) -> Vec<Box<[u8]>> {
+        let table = &self.slots[slot as usize];
+        if table.volatile == 0 {
+            return Vec::new();
+        }
+        table
+            .table
+            .iter()
+            .filter(|e| e.is_expired(now_ms))
+            .take(limit)
+            .map(|e| Box::from(e.key()))
+            .collect()
     }
 
     /// Records a write to `key` for WATCH (one map probe, and only while anything is watched).
@@ -229,6 +252,9 @@ impl Keyspace {
         let table = &mut self.slots[slot];
         let found = table.table.find_entry(hash, |e| e.key() == key).ok()?;
         if found.get().is_expired(now_ms) {
+            if self.keeps_expired {
+                return None;
+            }
             let (entry, _) = found.remove();
             table.volatile -= 1;
             table.memory -= entry.memory() as u64;
@@ -436,6 +462,8 @@ impl Keyspace {
         let hasher = self.hasher;
         let mut taken = std::mem::take(self);
         self.hasher = hasher;
+        self.notify_flags = taken.notify_flags;
+        self.keeps_expired = taken.keeps_expired;
         self.expired = taken.expired;
         taken.expired = 0;
         self.watched = std::mem::take(&mut taken.watched);

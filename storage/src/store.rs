@@ -42,6 +42,8 @@ pub struct Store {
     pub stats: LookupStats,
     /// The `notify-keyspace-events` classes on.
     notify_flags: u32,
+    /// See `Keyspace::set_keeps_expired`.
+    keeps_expired: bool,
 }
 
 impl Store {
@@ -52,6 +54,19 @@ impl Store {
             limits: EncodingLimits::default(),
             stats: LookupStats::default(),
             notify_flags: 0,
+            keeps_expired: false,
+        }
+    }
+
+    /// Whether lookups leave expired keys in place (see `Keyspace::set_keeps_expired`).
+    pub fn keeps_expired(&self) -> bool {
+        self.keeps_expired
+    }
+
+    pub fn set_keeps_expired(&mut self, keep: bool) {
+        self.keeps_expired = keep;
+        for ks in self.dbs.iter_mut().flatten() {
+            ks.set_keeps_expired(keep);
         }
     }
 
@@ -61,14 +76,14 @@ impl Store {
 
     /// Database `db`, created on first use.
     pub fn db(&mut self, db: usize) -> &mut Keyspace {
-        let flags = self.notify_flags;
-        self.dbs[db].get_or_insert_with(|| new_keyspace(flags))
+        let (flags, keep) = (self.notify_flags, self.keeps_expired);
+        self.dbs[db].get_or_insert_with(|| new_keyspace(flags, keep))
     }
 
     pub(crate) fn db_and_stats(&mut self, db: usize) -> (&mut Keyspace, &mut LookupStats) {
-        let flags = self.notify_flags;
+        let (flags, keep) = (self.notify_flags, self.keeps_expired);
         (
-            self.dbs[db].get_or_insert_with(|| new_keyspace(flags)),
+            self.dbs[db].get_or_insert_with(|| new_keyspace(flags, keep)),
             &mut self.stats,
         )
     }
@@ -318,9 +333,10 @@ impl Store {
     }
 }
 
-fn new_keyspace(notify_flags: u32) -> Box<Keyspace> {
+fn new_keyspace(notify_flags: u32, keeps_expired: bool) -> Box<Keyspace> {
     let mut ks = Box::<Keyspace>::default();
     ks.set_notify_flags(notify_flags);
+    ks.set_keeps_expired(keeps_expired);
     ks
 }
 

@@ -415,6 +415,31 @@ def test_flushall_empties_every_node_through_the_logs(tmp_path):
         c.stop()
 
 
+def test_expired_keys_leave_every_replica_through_the_log(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        rc = c.client()
+        pipe = rc.pipeline()
+        for i in range(200):
+            pipe.set(f"short:{i}", i, px=1500)
+        for i in range(50):
+            pipe.set(f"long:{i}", i)
+        pipe.execute()
+        assert [int(command(n.port, "DBSIZE")) for n in c.nodes] == [250, 250, 250]
+        time.sleep(1.6)
+        assert rc.get("short:7") is None and rc.get("long:7") == b"7"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            sizes = [int(command(n.port, "DBSIZE")) for n in c.nodes]
+            if sizes == [50, 50, 50]:
+                break
+            time.sleep(0.1)
+        assert sizes == [50, 50, 50], "the leaders' removals reach every replica"
+        rc.close()
+    finally:
+        c.stop()
+
+
 def test_redis_benchmark_cluster_mode_runs(cluster):
     out = subprocess.run(["redis-benchmark", "--cluster", "-p", str(cluster.nodes[0].port), "-t", "set,get",
                           "-n", "20000", "-c", "10", "-P", "16", "-r", "1000", "-q"],
