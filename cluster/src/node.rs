@@ -114,7 +114,7 @@ impl Node {
             .iter()
             .map(|m| (m.id, m.raft.clone()))
             .collect();
-        let transport = Transport::new(settings.me, &peers);
+        let transport = Transport::new(settings.me, &peers, routing.clone());
         let config = Config {
             cluster_name: "tessera".into(),
             heartbeat_interval: HEARTBEAT_MS,
@@ -169,6 +169,7 @@ impl Node {
                 proposers.push(Some(tx));
             }
             transport.start(listener);
+            tokio::spawn(announce_leaders(transport.clone(), routing.clone()));
             Ok::<_, std::io::Error>(proposers)
         })?;
         Ok(Node {
@@ -277,6 +278,23 @@ async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<R
             routing.set_leader(partition, None, 0);
             return;
         }
+    }
+}
+
+/// How often a node tells its peers who leads its partitions.
+const ANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Keeps nodes that do not hold a partition (when there are more nodes than replicas)
+/// knowing its leader, for redirects and CLUSTER SLOTS.
+async fn announce_leaders(transport: Arc<Transport>, routing: Arc<Routing>) {
+    let mut ticks = tokio::time::interval(ANNOUNCE_EVERY);
+    loop {
+        ticks.tick().await;
+        let leaders: Vec<(u32, NodeId)> = (0..routing.partitions)
+            .filter(|&p| routing.hosts(p))
+            .filter_map(|p| routing.leader(p).map(|l| (p, l)))
+            .collect();
+        transport.announce_leaders(leaders);
     }
 }
 

@@ -87,6 +87,19 @@ impl Routing {
         self.leaders[p].store(leader.unwrap_or(NO_LEADER), Ordering::Release);
     }
 
+    /// Leaders a peer reports for partitions this node does not hold (it learns those of
+    /// its own partitions from Raft); a stale report costs a client one more redirect.
+    pub fn learn_leaders(&self, leaders: &[(u32, NodeId)]) {
+        for &(partition, leader) in leaders {
+            if partition < self.partitions
+                && !self.hosts(partition)
+                && self.member(leader).is_some()
+            {
+                self.set_leader(partition, Some(leader), 0);
+            }
+        }
+    }
+
     /// Partitions this node leads now.
     pub fn led_here(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.partitions).filter(|&p| self.leader(p) == Some(self.me))

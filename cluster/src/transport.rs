@@ -6,6 +6,7 @@
 
 use crate::group::Partition;
 use crate::placement::NodeId;
+use crate::routing::Routing;
 use bincode::Options;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -42,6 +43,9 @@ enum Body {
     Appended(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Voted(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Installed(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// Who leads the partitions the sender holds (no answer): nodes that hold a partition
+    /// learn its leader from Raft, the others from this.
+    Leaders(Vec<(u32, NodeId)>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +85,7 @@ pub struct Transport {
     me: NodeId,
     peers: HashMap<NodeId, Arc<Peer>>,
     groups: RwLock<HashMap<u32, Raft<Partition>>>,
+    routing: Arc<Routing>,
 }
 
 /// Why a request got no answer.
@@ -88,7 +93,7 @@ struct NoAnswer;
 
 impl Transport {
     /// `peers` are the other nodes' ids and Raft addresses.
-    pub fn new(me: NodeId, peers: &[(NodeId, String)]) -> Arc<Transport> {
+    pub fn new(me: NodeId, peers: &[(NodeId, String)], routing: Arc<Routing>) -> Arc<Transport> {
         let peers = peers
             .iter()
             .filter(|(id, _)| *id != me)
@@ -107,7 +112,25 @@ impl Transport {
             me,
             peers,
             groups: RwLock::new(HashMap::new()),
+            routing,
         })
+    }
+
+    /// Tells every connected peer who leads the partitions this node holds.
+    pub fn announce_leaders(&self, leaders: Vec<(u32, NodeId)>) {
+        let frame = Frame {
+            id: 0,
+            partition: 0,
+            body: Body::Leaders(leaders),
+        };
+        let Ok(bytes) = encode(&frame) else {
+            return;
+        };
+        for peer in self.peers.values() {
+            if let Some(link) = peer.link.lock().expect("no holder panics").as_ref() {
+                let _ = link.send(bytes.clone());
+            }
+        }
     }
 
     /// Makes `group` reachable by its peers.
@@ -163,10 +186,19 @@ impl Transport {
             return Err("not a Tessera node".into());
         }
         let id = u64::from_le_bytes(greeting[8..].try_into().expect("8 bytes"));
-        match self.peers.get(&id) {
-            Some(peer) if id < self.me => Ok((peer.clone(), stream)),
-            _ => Err(format!("node {id} is not a member that dials this node")),
+        let peer = match self.peers.get(&id) {
+            Some(peer) if id < self.me => peer,
+            _ => return Err(format!("node {id} is not a member that dials this node")),
+        };
+        // One connection per peer: a second while the first works is an impostor or a
+        // mistake, and must not take the link over. A peer that restarted finds its old
+        // connection closed (or closing) on this side.
+        let live = peer.link.lock().expect("no holder panics");
+        if live.as_ref().is_some_and(|link| !link.is_closed()) {
+            return Err(format!("node {id} is already connected"));
         }
+        drop(live);
+        Ok((peer.clone(), stream))
     }
 
     async fn dial_loop(self: Arc<Self>, peer: Arc<Peer>) {
@@ -247,6 +279,7 @@ impl Transport {
                     let (me, tx) = (self.clone(), tx.clone());
                     tokio::spawn(async move { me.answer(frame, tx).await });
                 }
+                Body::Leaders(leaders) => self.routing.learn_leaders(&leaders),
                 answer => {
                     let waiter = peer
                         .waiting
