@@ -135,8 +135,7 @@ impl CoreApplier {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let owner = shared.owner(self.slots(partition).start);
-        shared.mailboxes[owner].push_external(Msg::Run(Box::new(run)));
+        run_on(&shared, shared.owner(self.slots(partition).start), run);
     }
 }
 
@@ -221,6 +220,28 @@ pub fn expire(core: &mut Core) {
     }
 }
 
+/// What a keyed request gets while the node's Raft side is not up yet.
+const STARTING: &str = "TRYAGAIN the node is starting";
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// The one slot all `keys` hash to (`None` for no keys), or `Err` when they disagree.
+fn one_slot<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Result<Option<u16>, ()> {
+    let mut slot = None;
+    for key in keys {
+        let s = key_slot(key);
+        if slot.is_some_and(|first| first != s) {
+            return Err(());
+        }
+        slot = Some(s);
+    }
+    Ok(slot)
+}
+
+/// Runs `work` on core `core` (from any thread: the Raft side's callbacks use this).
+fn run_on(shared: &Shared, core: usize, work: impl FnOnce(&mut Core) + Send + 'static) {
+    shared.mailboxes[core].push_external(Msg::Run(Box::new(work)));
+}
+
 fn moved(slot: u16, leader: Option<u64>, routing: &Routing) -> String {
     match leader.and_then(|id| routing.member(id)) {
         Some(m) => format!("MOVED {slot} {}", m.client),
@@ -268,20 +289,13 @@ pub fn route(
         });
         return Some(Flow::Next);
     }
-    let mut slot = None;
-    for pos in spec.keys_in(&args) {
-        let s = key_slot(args.get(pos));
-        if slot.is_some_and(|first| first != s) {
-            reply(conn, |w| {
-                w.error("CROSSSLOT Keys in request don't hash to the same slot")
-            });
-            return Some(Flow::Next);
-        }
-        slot = Some(s);
-    }
+    let Ok(slot) = one_slot(spec.keys_in(&args).map(|pos| args.get(pos))) else {
+        reply(conn, |w| w.error(CROSSSLOT));
+        return Some(Flow::Next);
+    };
     let slot = slot?;
     let Some(routing) = core.shared.routing() else {
-        reply(conn, |w| w.error("TRYAGAIN the node is starting"));
+        reply(conn, |w| w.error(STARTING));
         return Some(Flow::Next);
     };
     let partition = routing.partition_of(slot);
@@ -293,11 +307,12 @@ pub fn route(
             && !crate::blocking::is_blocking(spec, args);
         let forward_to = leader
             .and_then(|id| routing.member(id))
-            .filter(|_| forwarding);
+            .filter(|_| forwarding)
+            .map(|member| member.client.clone());
         match forward_to {
-            Some(member) => forward(core, conn, idx, &member.client, spec, args),
+            Some(address) => forward(core, conn, idx, &address, spec, args),
             None => {
-                let message = moved(slot, leader, &routing);
+                let message = moved(slot, leader, routing);
                 reply(conn, |w| w.error(&message));
             }
         }
@@ -366,7 +381,7 @@ fn flush(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
         return Flow::Next;
     }
     let Some(routing) = core.shared.routing() else {
-        reply(conn, |w| w.error("TRYAGAIN the node is starting"));
+        reply(conn, |w| w.error(STARTING));
         return Flow::Next;
     };
     let led: Vec<(u32, std::ops::Range<u16>)> =
@@ -418,44 +433,17 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
         reply(conn, |w| w.array(0));
         return Flow::Next;
     }
-    let mut slot = None;
-    for (spec, args) in &queued {
-        if matches!(
+    let keyless = queued.iter().find(|(spec, _)| {
+        matches!(
             spec.cmd,
             Cmd::Ping | Cmd::Echo | Cmd::FlushDb | Cmd::FlushAll | Cmd::Select
-        ) {
-            let message = format!(
-                "ERR '{}' is not supported in a transaction in cluster mode",
-                spec.name
-            );
-            reply(conn, |w| w.error(&message));
-            return Flow::Next;
-        }
-        for pos in spec.keys_in(&args.args()) {
-            let s = key_slot(args.args().get(pos));
-            if slot.is_some_and(|first| first != s) {
-                reply(conn, |w| {
-                    w.error("CROSSSLOT Keys in request don't hash to the same slot")
-                });
-                return Flow::Next;
-            }
-            slot = Some(s);
-        }
-    }
-    let Some(slot) = slot else {
-        reply(conn, |w| {
-            w.error("ERR a transaction in cluster mode must name a key")
-        });
-        return Flow::Next;
-    };
-    let Some(routing) = core.shared.routing() else {
-        reply(conn, |w| w.error("TRYAGAIN the node is starting"));
-        return Flow::Next;
-    };
-    let partition = routing.partition_of(slot);
-    let leader = routing.leader(partition);
-    if leader != Some(routing.me) {
-        let message = moved(slot, leader, &routing);
+        )
+    });
+    if let Some((spec, _)) = keyless {
+        let message = format!(
+            "ERR '{}' is not supported in a transaction in cluster mode",
+            spec.name
+        );
         reply(conn, |w| w.error(&message));
         return Flow::Next;
     }
@@ -463,6 +451,36 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
         .iter()
         .map(|(_, args)| args.args().iter().collect())
         .collect();
+    let keys = queued
+        .iter()
+        .zip(&requests)
+        .flat_map(|((spec, args), request)| {
+            spec.keys_in(&args.args()).map(move |pos| request[pos])
+        });
+    let slot = match one_slot(keys) {
+        Ok(Some(slot)) => slot,
+        Ok(None) => {
+            reply(conn, |w| {
+                w.error("ERR a transaction in cluster mode must name a key")
+            });
+            return Flow::Next;
+        }
+        Err(()) => {
+            reply(conn, |w| w.error(CROSSSLOT));
+            return Flow::Next;
+        }
+    };
+    let Some(routing) = core.shared.routing() else {
+        reply(conn, |w| w.error(STARTING));
+        return Flow::Next;
+    };
+    let partition = routing.partition_of(slot);
+    let leader = routing.leader(partition);
+    if leader != Some(routing.me) {
+        let message = moved(slot, leader, routing);
+        reply(conn, |w| w.error(&message));
+        return Flow::Next;
+    }
     propose(core, conn, idx, partition, slot, |batch, header| {
         batch.push_transaction(header, requests.iter().map(|r| r.iter().copied()))
     });
@@ -485,12 +503,11 @@ fn forward(
     };
     let target = core.expect_reply(conn, idx);
     let mut request = Vec::new();
-    ReplyWriter::new(&mut request, false).array(args.len());
-    for arg in args.iter() {
-        ReplyWriter::new(&mut request, false).bulk(arg);
-    }
+    let mut writer = ReplyWriter::new(&mut request, false);
+    writer.array(args.len());
+    args.iter().for_each(|arg| writer.bulk(arg));
     let (home, write) = (core.id, spec.is_write());
-    let mailboxes = shared.clone();
+    let home_shared = shared.clone();
     let done = move |relayed: Result<Vec<u8>, String>| {
         let reply = relayed.unwrap_or_else(|why| {
             error_reply(&if write {
@@ -499,8 +516,9 @@ fn forward(
                 format!("TRYAGAIN forwarding to the leader failed ({why})")
             })
         });
-        let answer = move |core: &mut Core| core.deliver_reply(target, reply);
-        mailboxes.mailboxes[home].push_external(Msg::Run(Box::new(answer)));
+        run_on(&home_shared, home, move |core| {
+            core.deliver_reply(target, reply)
+        });
     };
     node.forward(
         leader,
@@ -537,10 +555,7 @@ fn submit_then(
     then: impl FnOnce(&mut Core, Outcome) + Send + 'static,
 ) {
     let (shared, home) = (core.shared.clone(), core.id);
-    let done = move |outcome: Outcome| {
-        let answer = move |core: &mut Core| then(core, outcome);
-        shared.mailboxes[home].push_external(Msg::Run(Box::new(answer)));
-    };
+    let done = move |outcome: Outcome| run_on(&shared, home, move |core| then(core, outcome));
     let done = Box::new(done);
     node.submit(partition, Submission { batch, done });
 }
@@ -555,20 +570,16 @@ fn refused(refusal: Refusal, slot: u16, routing: &Routing) -> Vec<u8> {
 }
 
 fn answered(core: &mut Core, targets: Vec<ReplyTo>, outcome: Outcome) {
-    let Some(routing) = core.shared.routing() else {
-        return;
+    let replies = match (outcome, core.shared.routing()) {
+        (Ok(replies), _) => replies,
+        (Err(refusal), Some(routing)) => targets
+            .iter()
+            .map(|&(_, slot)| refused(refusal, slot, routing))
+            .collect(),
+        (Err(_), None) => return,
     };
-    match outcome {
-        Ok(replies) => {
-            for ((target, _), reply) in targets.into_iter().zip(replies) {
-                core.deliver_reply(target, reply);
-            }
-        }
-        Err(refusal) => {
-            for (target, slot) in targets {
-                core.deliver_reply(target, refused(refusal, slot, &routing));
-            }
-        }
+    for ((target, _), reply) in targets.into_iter().zip(replies) {
+        core.deliver_reply(target, reply);
     }
 }
 
@@ -581,8 +592,8 @@ pub fn submit_step(core: &Core, ticket: u64, partition: u32, slot: u16, batch: B
     submit_then(core, node, partition, batch, move |core, outcome| {
         let reply = match (outcome, core.shared.routing()) {
             (Ok(mut replies), _) => replies.pop().unwrap_or_default(),
-            (Err(refusal), Some(routing)) => refused(refusal, slot, &routing),
-            (Err(_), None) => error_reply("TRYAGAIN the node is starting"),
+            (Err(refusal), Some(routing)) => refused(refusal, slot, routing),
+            (Err(_), None) => error_reply(STARTING),
         };
         core.proposal_answered(ticket, reply);
     });
@@ -598,7 +609,7 @@ pub fn run_command(
 ) -> Flow {
     let Some(routing) = core.shared.routing() else {
         let message = match core.config.cluster {
-            Some(_) => "TRYAGAIN the node is starting",
+            Some(_) => STARTING,
             None => "ERR This instance has cluster support disabled",
         };
         reply(conn, |w| w.error(message));
@@ -614,15 +625,15 @@ pub fn run_command(
         (b"MYID", 2) => reply(conn, |w| w.bulk(node_name(routing.me).as_bytes())),
         (b"KEYSLOT", 3) => reply(conn, |w| w.int(i64::from(key_slot(args.get(2))))),
         (b"INFO", 2) => {
-            let text = info(&routing, core.now);
+            let text = info(routing, core.now);
             reply(conn, |w| w.verbatim(text.as_bytes()));
         }
         (b"NODES", 2) => {
-            let text = nodes(&routing);
+            let text = nodes(routing);
             reply(conn, |w| w.verbatim(text.as_bytes()));
         }
-        (b"SLOTS", 2) => reply(conn, |w| slots(&routing, w)),
-        (b"SHARDS", 2) => reply(conn, |w| shards(&routing, w)),
+        (b"SLOTS", 2) => reply(conn, |w| slots(routing, w)),
+        (b"SHARDS", 2) => reply(conn, |w| shards(routing, w)),
         (b"COUNTKEYSINSLOT", 3) | (b"GETKEYSINSLOT", 4) => {
             let Some(slot) = std::str::from_utf8(args.get(2))
                 .ok()

@@ -8,7 +8,7 @@ use crate::net::socket;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use tessera_protocol::SLOT_COUNT;
 
 /// Slot ranges per core: a partition is a contiguous slot range, owned by exactly one core.
@@ -45,12 +45,7 @@ pub struct Shared {
     pub cluster: OnceLock<tessera_cluster::node::Node>,
 }
 
-/// Unix time in milliseconds.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use tessera_storage::clock::unix_ms;
 
 /// The slot ranges of `count` partitions, in slot order.
 pub fn partition_ranges(count: usize) -> Vec<std::ops::Range<u16>> {
@@ -88,8 +83,8 @@ impl Shared {
     }
 
     /// Where the cluster's partitions are led, when this node is a cluster member.
-    pub fn routing(&self) -> Option<Arc<tessera_cluster::routing::Routing>> {
-        self.cluster.get().map(|node| node.routing.clone())
+    pub fn routing(&self) -> Option<&tessera_cluster::routing::Routing> {
+        self.cluster.get().map(|node| &*node.routing)
     }
 
     pub fn begin_shutdown(&self) {

@@ -16,7 +16,7 @@ use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use tessera_storage::clock::unix_ms;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -69,10 +69,13 @@ pub enum Refusal {
 /// The replies to a submission's requests, in order, or why there are none.
 pub type Outcome = Result<Vec<Vec<u8>>, Refusal>;
 
+/// What to do with a submission's outcome.
+pub type WhenDone = Box<dyn FnOnce(Outcome) + Send>;
+
 /// Write requests for one partition and what to do with their replies.
 pub struct Submission {
     pub batch: Batch,
-    pub done: Box<dyn FnOnce(Outcome) + Send>,
+    pub done: WhenDone,
 }
 
 pub struct Node {
@@ -80,12 +83,6 @@ pub struct Node {
     proposers: Vec<Option<mpsc::UnboundedSender<Submission>>>,
     forwarder: Arc<Forwarder>,
     runtime: Option<tokio::runtime::Runtime>,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn invalid(e: impl std::fmt::Display) -> std::io::Error {
@@ -324,9 +321,7 @@ async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceive
             waiting.push((more.batch.replies(), more.done));
         }
         let Ok(outcome) = group.client_write_ff(Arc::new(batch)).await else {
-            waiting
-                .into_iter()
-                .for_each(|(_, done)| done(Err(Refusal::Unknown)));
+            refuse(waiting, Refusal::Unknown);
             continue;
         };
         tokio::spawn(async move {
@@ -338,13 +333,16 @@ async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceive
                         at += n;
                     }
                 }
-                Ok(Err(ClientWriteError::ForwardToLeader(to))) => waiting
-                    .into_iter()
-                    .for_each(|(_, done)| done(Err(Refusal::NotLeader(to.leader_id)))),
-                _ => waiting
-                    .into_iter()
-                    .for_each(|(_, done)| done(Err(Refusal::Unknown))),
+                Ok(Err(ClientWriteError::ForwardToLeader(to))) => {
+                    refuse(waiting, Refusal::NotLeader(to.leader_id))
+                }
+                _ => refuse(waiting, Refusal::Unknown),
             }
         });
     }
+}
+
+/// Tells every submission of an entry why it was not applied.
+fn refuse(waiting: Vec<(usize, WhenDone)>, refusal: Refusal) {
+    waiting.into_iter().for_each(|(_, done)| done(Err(refusal)));
 }

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod bits;
+pub mod clock;
 pub mod decimal;
 pub mod dense;
 pub mod dump;
