@@ -14,9 +14,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use tessera_cluster::forward::Job;
-use tessera_cluster::group::{Applier, Done};
+use tessera_cluster::group::{Applier, Done, Encode};
 use tessera_cluster::node::{Node, Outcome, Refusal, Settings, Submission};
-use tessera_cluster::replica::{self, Batch, Header, Image, Replies};
+use tessera_cluster::replica::{self, Batch, Header, Replies};
+use tessera_cluster::roster::{Change, Roster};
 use tessera_cluster::routing::{slots_of, Member, Routing};
 use tessera_cluster::wal::Durability;
 use tessera_protocol::{key_slot, Args, Cmd, CommandSpec, ReplyWriter, SLOT_COUNT};
@@ -32,6 +33,8 @@ pub struct ClusterConfig {
     pub partitions: u32,
     pub replicas: usize,
     pub bootstrap: bool,
+    /// Joining a running cluster: `members` are its members, which this node is not (yet).
+    pub joining: bool,
     /// Relay requests for partitions led elsewhere instead of redirecting the client, so
     /// clients that know nothing of clusters work against any node.
     pub forwarding: bool,
@@ -83,27 +86,26 @@ pub fn node_name(id: u64) -> String {
 
 /// Starts this node's Raft side; its groups apply through the cores of `shared`.
 pub fn start(shared: &Arc<Shared>, config: &ClusterConfig) -> std::io::Result<Node> {
-    let me = config
-        .members
-        .iter()
-        .find(|m| m.id == config.node_id)
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("node {} is not among the members", config.node_id),
-            )
-        })?;
-    let port = me.raft.rsplit_once(':').map_or("", |(_, p)| p);
-    let bind = shared
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+    if !config.joining && !config.members.iter().any(|m| m.id == config.node_id) {
+        return Err(invalid(format!(
+            "node {} is not among the members",
+            config.node_id
+        )));
+    }
+    let (bind, port) = shared
         .config
         .read()
-        .map(|c| c.bind.clone())
+        .map(|c| (c.bind.clone(), c.port))
         .unwrap_or_default();
+    let port = port
+        .checked_add(RAFT_PORT_OFFSET)
+        .ok_or_else(|| invalid(format!("port {port} leaves no room for the Raft port")))?;
     let settings = Settings {
         me: config.node_id,
         members: config.members.clone(),
         partitions: config.partitions,
-        replicas: config.replicas.min(config.members.len()),
+        replicas: config.replicas,
         bootstrap: config.bootstrap,
         listen: format!("{bind}:{port}"),
         durability: config.durability,
@@ -150,12 +152,21 @@ impl Applier for CoreApplier {
         });
     }
 
-    fn snapshot(&self, partition: u32, done: Done<Image>) {
+    fn snapshot(&self, partition: u32, done: Done<Encode>) {
         let slots = self.slots(partition);
         self.on_owner(partition, move |core| {
             // Expired keys too: the log removes them, and entries after the snapshot may
             // still find them live at their own times.
-            done.send(replica::snapshot(&core.store, slots, 0));
+            let image = replica::snapshot(&core.store, slots, 0);
+            done.send(Box::new(move || image.encode()));
+        });
+    }
+
+    fn forget(&self, partition: u32, done: Done<()>) {
+        let slots = self.slots(partition);
+        self.on_owner(partition, move |core| {
+            replica::clear_slots(&mut core.store, slots);
+            done.send(());
         });
     }
 
@@ -244,6 +255,11 @@ fn run_on(shared: &Shared, core: usize, work: impl FnOnce(&mut Core) + Send + 's
 
 fn moved(slot: u16, leader: Option<u64>, routing: &Routing) -> String {
     match leader.and_then(|id| routing.member(id)) {
+        // While a partition's replicas move, its leader may be one the cluster has not yet
+        // recorded for it: the client asks there this once, as while Redis migrates a slot.
+        Some(m) if routing.moving(routing.partition_of(slot)) => {
+            format!("ASK {slot} {}", m.client)
+        }
         Some(m) => format!("MOVED {slot} {}", m.client),
         None => "CLUSTERDOWN The cluster is down: the partition has no leader".into(),
     }
@@ -308,7 +324,7 @@ pub fn route(
         let forward_to = leader
             .and_then(|id| routing.member(id))
             .filter(|_| forwarding)
-            .map(|member| member.client.clone());
+            .map(|member| member.client);
         match forward_to {
             Some(address) => forward(core, conn, idx, &address, spec, args),
             None => {
@@ -633,6 +649,16 @@ pub fn run_command(
             reply(conn, |w| w.verbatim(text.as_bytes()));
         }
         (b"SLOTS", 2) => reply(conn, |w| slots(routing, w)),
+        (b"ROSTER", 2) => {
+            let text = core
+                .shared
+                .cluster
+                .get()
+                .map(roster_text)
+                .unwrap_or_default();
+            reply(conn, |w| w.verbatim(text.as_bytes()));
+        }
+        (b"ADDNODE", 4) | (b"REMOVENODE", 3) => return change_roster(core, conn, idx, spec, args),
         (b"SHARDS", 2) => reply(conn, |w| shards(routing, w)),
         (b"COUNTKEYSINSLOT", 3) | (b"GETKEYSINSLOT", 4) => {
             let Some(slot) = std::str::from_utf8(args.get(2))
@@ -669,6 +695,136 @@ pub fn run_command(
                 ))
             });
         }
+    }
+    Flow::Next
+}
+
+/// CLUSTER ROSTER: the member list and, per partition, its leader, its voters as its leader
+/// reports them and the voters placement wants; `moving` counts partitions whose voters are
+/// not (or not known to be) their target. Lines of words, for people and for
+/// `tessera cluster status`.
+fn roster_text(node: &Node) -> String {
+    let routing = &node.routing;
+    let (roster, _) = node.roster();
+    let mut text = format!(
+        "partitions {}\nreplicas {}\n{}",
+        routing.partitions,
+        routing.replicas,
+        roster.describe_members()
+    );
+    let ids = |ids: &[u64]| {
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        ids.join(",")
+    };
+    let mut moving = 0;
+    for p in 0..routing.partitions {
+        let target = roster.target(p, routing.replicas);
+        let mut voters = routing.voters(p);
+        voters.sort_unstable();
+        let mut wanted = target.clone();
+        wanted.sort_unstable();
+        if voters != wanted {
+            moving += 1;
+        }
+        let leader = routing.leader(p).map_or("-".into(), |l| l.to_string());
+        text.push_str(&format!(
+            "partition {p} leader {leader} voters {} target {}\n",
+            ids(&voters),
+            ids(&target)
+        ));
+    }
+    text.push_str(&format!("moving {moving}\n"));
+    text
+}
+
+/// What CLUSTER ADDNODE or REMOVENODE asks of the roster: a change, nothing (it is so
+/// already), or why not.
+fn roster_change(roster: &Roster, args: Args) -> Result<Option<Change>, String> {
+    let id_text = String::from_utf8_lossy(args.get(2));
+    if args.len() == 4 {
+        let address = String::from_utf8_lossy(args.get(3));
+        let mut parsed = parse_members(&format!("{id_text}@{address}"))?;
+        let member = parsed.remove(0);
+        return match roster.members.get(&member.id) {
+            Some(known) if known.client != member.client => Err(format!(
+                "node {} is a member at {}; remove it first",
+                known.id, known.client
+            )),
+            Some(_) if !roster.leaving.contains(&member.id) => Ok(None),
+            _ => Ok(Some(Change::Add(member))),
+        };
+    }
+    let id: u64 = id_text
+        .parse()
+        .map_err(|_| format!("'{id_text}' is not a node id"))?;
+    if !roster.members.contains_key(&id) {
+        return Err(format!("node {id} is not a member"));
+    }
+    if roster.leaving.contains(&id) {
+        return Ok(None);
+    }
+    if roster.active().len() == 1 {
+        return Err("the last member cannot be removed".into());
+    }
+    Ok(Some(Change::Remove(id)))
+}
+
+/// CLUSTER ADDNODE id host:port and CLUSTER REMOVENODE id: proposed to the roster's group
+/// when this node leads it, relayed to its leader otherwise; answered once committed.
+fn change_roster(
+    core: &mut Core,
+    conn: &mut Conn,
+    idx: usize,
+    spec: &'static CommandSpec,
+    args: Args,
+) -> Flow {
+    let shared = core.shared.clone();
+    let Some(node) = shared.cluster.get() else {
+        reply(conn, |w| w.error(STARTING));
+        return Flow::Next;
+    };
+    let (roster, settled) = node.roster();
+    if !settled {
+        reply(conn, |w| {
+            w.error("TRYAGAIN the cluster's member list is not settled yet")
+        });
+        return Flow::Next;
+    }
+    let change = match roster_change(&roster, args) {
+        Ok(Some(change)) => change,
+        Ok(None) => {
+            reply(conn, |w| w.ok());
+            return Flow::Next;
+        }
+        Err(why) => {
+            reply(conn, |w| w.error(&format!("ERR {why}")));
+            return Flow::Next;
+        }
+    };
+    let routing = &node.routing;
+    let group = routing.roster_group();
+    let leader = routing.leader(group);
+    if leader == Some(routing.me) {
+        let target = core.expect_reply(conn, idx);
+        submit_then(core, node, group, change.batch(), move |core, outcome| {
+            let reply = match outcome {
+                Ok(_) => b"+OK\r\n".to_vec(),
+                Err(Refusal::NotLeader(_)) => error_reply(
+                    "TRYAGAIN the member list's leader changed before the change was proposed",
+                ),
+                Err(Refusal::Unknown) => error_reply(
+                    "UNCERTAIN the member list's leader changed: the change may or may not have been made",
+                ),
+            };
+            core.deliver_reply(target, reply);
+        });
+        return Flow::Next;
+    }
+    match leader.and_then(|id| routing.member(id)) {
+        Some(leader) => forward(core, conn, idx, &leader.client, spec, args),
+        None => reply(conn, |w| {
+            w.error("CLUSTERDOWN the member list has no leader")
+        }),
     }
     Flow::Next
 }
@@ -755,7 +911,7 @@ fn info(routing: &Routing, now: u64) -> String {
          cluster_known_nodes:{}\r\ncluster_size:{}\r\ncluster_current_epoch:1\r\n\
          cluster_my_epoch:1\r\ncluster_partitions:{}\r\ncluster_partitions_led_here:{}\r\n",
         SLOT_COUNT - led,
-        routing.members.len(),
+        routing.members().len(),
         leaders.len(),
         routing.partitions,
         routing.led_here().count(),
@@ -766,7 +922,7 @@ fn info(routing: &Routing, now: u64) -> String {
 fn nodes(routing: &Routing) -> String {
     let ranges = led_ranges(routing);
     let mut text = String::new();
-    for m in &routing.members {
+    for m in &routing.members() {
         let (host, port) = host_port(m);
         let flags = if m.id == routing.me {
             "myself,master"
@@ -809,7 +965,7 @@ fn slots(routing: &Routing, w: &mut ReplyWriter) {
         w.int(i64::from(range.start));
         w.int(i64::from(range.end - 1));
         match routing.member(leader) {
-            Some(m) => write_node(w, m),
+            Some(m) => write_node(w, &m),
             None => w.null(),
         }
     }
@@ -827,13 +983,14 @@ fn shards(routing: &Routing, w: &mut ReplyWriter) {
         w.int(i64::from(slots.start));
         w.int(i64::from(slots.end - 1));
         w.bulk(b"nodes");
-        let members: Vec<&Member> = routing.replicas[p as usize]
-            .iter()
-            .filter_map(|&id| routing.member(id))
+        let members: Vec<Member> = routing
+            .voters(p)
+            .into_iter()
+            .filter_map(|id| routing.member(id))
             .collect();
         w.array(members.len());
         for m in members {
-            let (host, port) = host_port(m);
+            let (host, port) = host_port(&m);
             let role: &[u8] = if Some(m.id) == leader {
                 b"master"
             } else {

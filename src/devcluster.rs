@@ -2,8 +2,6 @@
 //! one process each, in the foreground. It reports ready once every node's CLUSTER INFO says
 //! `cluster_state:ok`, and stops every node on Ctrl-C (or when one of them dies).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,30 +40,6 @@ fn start_node(plan: &Plan, id: u64, members: &str) -> std::io::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-}
-
-/// Whether the node on `port` answers CLUSTER INFO with `cluster_state:ok`.
-fn cluster_ok(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    if stream
-        .write_all(b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n @ 1..) = stream.read(&mut buf) {
-        reply.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&reply);
-        if text.contains("cluster_my_epoch") || text.starts_with('-') {
-            return text.contains("cluster_state:ok");
-        }
-    }
-    false
 }
 
 /// Waits for a stop signal on `signals` for up to `timeout`; true if one came.
@@ -146,7 +120,9 @@ pub fn run(plan: &Plan, signals: i32) -> i32 {
             }
         }
         if !ready {
-            if (1..=plan.nodes).all(|id| cluster_ok(port_of(plan, id))) {
+            let ok =
+                |id| crate::clusteradmin::cluster_ok(&format!("127.0.0.1:{}", port_of(plan, id)));
+            if (1..=plan.nodes).all(ok) {
                 ready = true;
                 println!(
                     "cluster ready: redis-cli -c -p {} (Ctrl-C stops every node)",

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod blocking;
 pub mod client;
 pub mod cluster;
+pub mod clusteradmin;
 pub mod config;
 pub mod conn;
 pub mod core;

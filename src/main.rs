@@ -39,14 +39,23 @@ struct Cli {
     /// debug, verbose, notice or warning.
     #[arg(long)]
     loglevel: Option<String>,
-    /// This node's id in its cluster (a positive integer); with --members, makes the node a
-    /// member of a replicated cluster.
-    #[arg(long, requires = "members")]
+    /// This node's id in its cluster (a positive integer); with --members or --join, makes
+    /// the node a member of a replicated cluster.
+    #[arg(long)]
     node_id: Option<u64>,
     /// Every member of the cluster as id@host:port (client addresses, comma-separated); each
     /// node's Raft port is its client port + 10000.
-    #[arg(long, requires = "node_id")]
+    #[arg(long, requires = "node_id", conflicts_with = "join")]
     members: Option<String>,
+    /// A running cluster's member (host:port) to learn the cluster from: the node starts
+    /// holding nothing, until `tessera cluster add-node` makes it a member.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "node_id",
+        conflicts_with = "bootstrap"
+    )]
+    join: Option<String>,
     /// Replicas of each partition (at most the number of members).
     #[arg(long, default_value_t = tessera_cluster::placement::DEFAULT_REPLICAS)]
     replicas: usize,
@@ -103,6 +112,35 @@ enum ClusterCommand {
         #[arg(long, default_value = "fsync")]
         durability: String,
     },
+    /// Adds a node (started with --join) to a running cluster; partitions then move to it a
+    /// few at a time, while writes go on.
+    AddNode {
+        /// Any member of the cluster.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6379")]
+        seed: String,
+        /// The new node as id@host:port (its client address).
+        node: String,
+        /// Wait until every partition is on its new replicas.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Removes a node from a running cluster; its partitions move to the others.
+    RemoveNode {
+        /// Any member of the cluster.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6379")]
+        seed: String,
+        /// The node's id.
+        id: u64,
+        /// Wait until every partition is on its new replicas and the node is forgotten.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Shows the members, each partition's leader, voters and target, and how many move.
+    Status {
+        /// Any member of the cluster.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6379")]
+        seed: String,
+    },
 }
 
 fn build_config(cli: &Cli) -> Result<Config, String> {
@@ -136,8 +174,9 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
         Some(text) => Some(text.parse().map_err(|e| format!("--durability: {e}"))?),
         None => None,
     };
-    let (node_id, members, durability, bootstrap) = match (cli.node_id, &cli.members) {
-        (Some(node_id), Some(members)) => {
+    let (mut partitions, mut replicas) = (cli.partitions, cli.replicas);
+    let (node_id, members, durability, bootstrap) = match (cli.node_id, &cli.members, &cli.join) {
+        (Some(node_id), Some(members), _) => {
             let members =
                 tessera::cluster::parse_members(members).map_err(|e| format!("--members: {e}"))?;
             // A cluster's writes are acknowledged once on disk on a majority, unless told.
@@ -148,6 +187,13 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
                 cli.bootstrap,
             )
         }
+        (Some(node_id), None, Some(seed)) => {
+            let joined = tessera::clusteradmin::fetch_roster(seed)?;
+            (partitions, replicas) = (joined.partitions, joined.replicas);
+            let durability = durability.unwrap_or(Durability::Fsync);
+            (node_id, joined.members, durability, false)
+        }
+        (Some(_), None, None) => return Err("--node-id needs --members or --join".into()),
         // A node on its own is a cluster of one with replication factor 1 when it is to keep
         // its data; otherwise it serves from memory alone, without a log.
         _ => match durability.filter(|d| *d != Durability::Memory) {
@@ -165,9 +211,10 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
     config.cluster = Some(tessera::cluster::ClusterConfig {
         node_id,
         members,
-        partitions: cli.partitions,
-        replicas: cli.replicas,
+        partitions,
+        replicas,
         bootstrap,
+        joining: cli.join.is_some(),
         forwarding: cli.cluster_forwarding,
         durability,
         dir,
@@ -232,34 +279,45 @@ fn wait_for_stop(fd: i32, handle: &tessera::ServerHandle) {
     }
 }
 
+/// Runs a `tessera cluster` command; returns the process's exit code.
+fn cluster_command(cli: &Cli, command: &ClusterCommand) -> i32 {
+    use tessera::clusteradmin;
+    match command {
+        ClusterCommand::AddNode { seed, node, wait } => clusteradmin::add_node(seed, node, *wait),
+        ClusterCommand::RemoveNode { seed, id, wait } => {
+            clusteradmin::remove_node(seed, *id, *wait)
+        }
+        ClusterCommand::Status { seed } => clusteradmin::status(seed),
+        ClusterCommand::Dev {
+            nodes,
+            base_port,
+            dir,
+            replicas,
+            threads,
+            durability,
+        } => {
+            if let Err(e) = durability.parse::<Durability>() {
+                eprintln!("tessera: --durability: {e}");
+                return 1;
+            }
+            let plan = tessera::devcluster::Plan {
+                nodes: *nodes,
+                base_port: *base_port,
+                dir: dir.into(),
+                replicas: *replicas,
+                partitions: cli.partitions,
+                threads: *threads,
+                durability: durability.clone(),
+            };
+            tessera::devcluster::run(&plan, signal_fd())
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
-    if let Some(Command::Cluster {
-        command:
-            ClusterCommand::Dev {
-                nodes,
-                base_port,
-                dir,
-                replicas,
-                threads,
-                durability,
-            },
-    }) = &cli.command
-    {
-        if let Err(e) = durability.parse::<Durability>() {
-            eprintln!("tessera: --durability: {e}");
-            std::process::exit(1);
-        }
-        let plan = tessera::devcluster::Plan {
-            nodes: *nodes,
-            base_port: *base_port,
-            dir: dir.into(),
-            replicas: *replicas,
-            partitions: cli.partitions,
-            threads: *threads,
-            durability: durability.clone(),
-        };
-        std::process::exit(tessera::devcluster::run(&plan, signal_fd()));
+    if let Some(Command::Cluster { command }) = &cli.command {
+        std::process::exit(cluster_command(&cli, command));
     }
     let config = match build_config(&cli) {
         Ok(config) => config,

@@ -4,7 +4,7 @@
 //! batches to an `Applier` (the server's core owning the partition) in log order. The log
 //! lives in memory here (durability `memory`).
 
-use crate::replica::{Batch, Image, Replies};
+use crate::replica::{Batch, Replies};
 use crate::snapshots::SnapshotFiles;
 use crate::wal::{PartitionLog, Record, Wal, Written};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
@@ -40,10 +40,14 @@ impl<T> Done<T> {
     }
 }
 
-fn done_pair<T>() -> (Done<T>, oneshot::Receiver<T>) {
+pub(crate) fn done_pair<T>() -> (Done<T>, oneshot::Receiver<T>) {
     let (tx, rx) = oneshot::channel();
     (Done(tx), rx)
 }
+
+/// Turns a snapshot's copy of the data into its bytes (off the applier's thread: encoding a
+/// large partition takes a while).
+pub type Encode = Box<dyn FnOnce() -> Vec<u8> + Send>;
 
 /// What holds a partition's data on this node. Each call must take effect in the order the
 /// calls were made (the group makes them in log order).
@@ -51,11 +55,13 @@ pub trait Applier: Send + Sync + 'static {
     /// Runs committed batches of `partition` in order; their replies, batch by batch, go to
     /// `done`.
     fn apply(&self, partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>);
-    /// The partition's keys, copied out as `replica::snapshot` does.
-    fn snapshot(&self, partition: u32, done: Done<Image>);
+    /// A copy of the partition's data as it is now, to encode.
+    fn snapshot(&self, partition: u32, done: Done<Encode>);
     /// Replaces the partition's keys with a snapshot's; an image that does not validate
     /// changes nothing and is reported.
     fn restore(&self, partition: u32, data: Vec<u8>, done: Done<Result<(), String>>);
+    /// Drops the partition's data: its replicas moved to other nodes.
+    fn forget(&self, partition: u32, done: Done<()>);
 }
 
 type NodeId = u64;
@@ -281,6 +287,22 @@ impl StateMachine {
         self.progress.lock().expect("no holder panics")
     }
 
+    /// The membership of the last entry applied (so committed).
+    pub fn membership(&self) -> StoredMembership<NodeId, BasicNode> {
+        self.progress().membership.clone()
+    }
+
+    /// Drops the partition's data and its snapshot on this node.
+    pub async fn forget(&self) -> std::io::Result<()> {
+        let (done, rx) = done_pair();
+        self.applier.forget(self.partition, done);
+        let _ = rx.await;
+        match &self.files {
+            Some(files) => files.remove(self.partition),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the log since the last snapshot has grown to twice the snapshot (and a few
     /// MiB): snapshotting then costs at most about half a copy of what was written, and the
     /// log's memory stays within twice the data's.
@@ -303,17 +325,17 @@ fn gone(what: &str) -> Error {
 /// applier is queued then, behind every batch applied so far and ahead of any later one.
 pub struct SnapshotBuilder {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    image: oneshot::Receiver<Image>,
+    image: oneshot::Receiver<Encode>,
     machine: StateMachine,
 }
 
 impl RaftSnapshotBuilder<Partition> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Partition>, Error> {
-        let image = (&mut self.image)
+        let encode = (&mut self.image)
             .await
             .map_err(|_| gone("the partition's core stopped"))?;
         // Encoding a large partition takes a while: not on the runtime's few threads.
-        let data = tokio::task::spawn_blocking(move || image.encode())
+        let data = tokio::task::spawn_blocking(encode)
             .await
             .map_err(|_| gone("encoding the snapshot failed"))?;
         // On disk before Raft purges the log it covers.
@@ -548,12 +570,18 @@ mod tests {
             done.send(self.with(|s| batches.iter().map(|b| replica::run(s, b)).collect()));
         }
 
-        fn snapshot(&self, _partition: u32, done: Done<Image>) {
-            done.send(self.with(|s| replica::snapshot(s, 0..SLOT_COUNT as u16, 0)));
+        fn snapshot(&self, _partition: u32, done: Done<Encode>) {
+            let image = self.with(|s| replica::snapshot(s, 0..SLOT_COUNT as u16, 0));
+            done.send(Box::new(move || image.encode()));
         }
 
         fn restore(&self, _partition: u32, data: Vec<u8>, done: Done<Result<(), String>>) {
             done.send(self.with(|s| replica::restore(s, 0..SLOT_COUNT as u16, &data)));
+        }
+
+        fn forget(&self, _partition: u32, done: Done<()>) {
+            self.with(|s| replica::clear_slots(s, 0..SLOT_COUNT as u16));
+            done.send(());
         }
     }
 

@@ -7,6 +7,7 @@ pub mod group;
 pub mod node;
 pub mod placement;
 pub mod replica;
+pub mod roster;
 pub mod routing;
 pub mod snapshots;
 pub mod transport;

@@ -7,15 +7,17 @@ use crate::forward::{Forwarder, Job};
 use crate::group::{Applier, LogStore, Partition, StateMachine};
 use crate::placement::NodeId;
 use crate::replica::Batch;
-use crate::routing::{Member, Routing};
+use crate::roster::{Change, Roster, RosterApplier, RosterState};
+use crate::routing::{Led, Member, Routing};
 use crate::snapshots::SnapshotFiles;
 use crate::transport::{GroupNetwork, Transport};
-use crate::wal::{Durability, PartitionLog, Wal};
+use crate::wal::{Durability, PartitionLog, Record, Wal};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
-use std::collections::{BTreeMap, HashMap};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tessera_storage::clock::unix_ms;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -42,11 +44,12 @@ const LOG_KEPT_AFTER_SNAPSHOT: u64 = 128;
 /// How a node joins its cluster.
 pub struct Settings {
     pub me: NodeId,
+    /// The members the node starts from, until its roster group has the cluster's own.
     pub members: Vec<Member>,
     pub partitions: u32,
     pub replicas: usize,
-    /// Forms the cluster's groups: set when the cluster is created, not when a member
-    /// restarts.
+    /// Forms the cluster's groups and proposes its first roster: set when the cluster is
+    /// created, not when a member restarts or joins.
     pub bootstrap: bool,
     /// Address the Raft port binds.
     pub listen: String,
@@ -80,7 +83,7 @@ pub struct Submission {
 
 pub struct Node {
     pub routing: Arc<Routing>,
-    proposers: Vec<Option<mpsc::UnboundedSender<Submission>>>,
+    groups: Arc<Groups>,
     forwarder: Arc<Forwarder>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -89,8 +92,42 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
 }
 
+/// The groups a node runs and what it needs to start more as partitions move to it.
+struct Groups {
+    me: NodeId,
+    config: Arc<Config>,
+    transport: Arc<Transport>,
+    routing: Arc<Routing>,
+    roster: Arc<RosterState>,
+    applier: Arc<dyn Applier>,
+    roster_applier: Arc<dyn Applier>,
+    /// Each core's write-ahead log (none with durability `memory`).
+    wals: HashMap<usize, Arc<Wal>>,
+    /// What the logs held for groups not started since.
+    recovered: Mutex<HashMap<u32, PartitionLog>>,
+    files: Option<Arc<SnapshotFiles>>,
+    /// The core owning each partition (the roster group's log is core 0's).
+    core_of: Vec<usize>,
+    running: Mutex<HashMap<u32, Running>>,
+    proposers: RwLock<HashMap<u32, mpsc::UnboundedSender<Submission>>>,
+    /// Groups whose membership this node is changing now.
+    moves: Mutex<BTreeSet<u32>>,
+    /// Whether this node created the cluster (and proposes its first roster).
+    creator: bool,
+}
+
+struct Running {
+    group: Raft<Partition>,
+    machine: StateMachine,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().expect("no holder panics")
+}
+
 impl Node {
-    /// Starts the groups of the partitions this node holds, applying through `applier`.
+    /// Starts the groups of the partitions this node holds, applying through `applier`,
+    /// and keeps the groups it runs following the roster from then on.
     pub fn start(settings: Settings, applier: Arc<dyn Applier>) -> std::io::Result<Node> {
         // The Raft side needs a fraction of what the cores do; on a small machine one thread
         // wakes the cores' threads least.
@@ -100,18 +137,16 @@ impl Node {
             .thread_name("tessera-raft")
             .enable_all()
             .build()?;
+        let mut start_up = Roster::default();
+        start_up.apply(Change::Create(settings.members.clone()));
+        let roster = RosterState::new(start_up.clone());
         let routing = Arc::new(Routing::new(
             settings.me,
-            settings.members.clone(),
+            &start_up,
             settings.partitions,
             settings.replicas,
         ));
-        let peers: Vec<(NodeId, String)> = settings
-            .members
-            .iter()
-            .map(|m| (m.id, m.raft.clone()))
-            .collect();
-        let transport = Transport::new(settings.me, &peers, routing.clone());
+        let transport = Transport::new(settings.me, routing.clone());
         let config = Config {
             cluster_name: "tessera".into(),
             heartbeat_interval: HEARTBEAT_MS,
@@ -123,111 +158,411 @@ impl Node {
             max_payload_entries: MAX_ENTRIES_PER_MESSAGE,
             ..Config::default()
         };
-        let config = Arc::new(config.validate().map_err(invalid)?);
-        let (mut logs, files) = open_logs(&settings, &routing)?;
-        let proposers = runtime.block_on(async {
+        let (wals, recovered, files) = open_logs(&settings)?;
+        let mut core_of = settings.core_of.clone();
+        core_of.push(0);
+        let groups = Arc::new(Groups {
+            me: settings.me,
+            config: Arc::new(config.validate().map_err(invalid)?),
+            transport: transport.clone(),
+            routing: routing.clone(),
+            roster: roster.clone(),
+            applier,
+            roster_applier: Arc::new(RosterApplier(roster)),
+            wals,
+            recovered: Mutex::new(recovered),
+            files,
+            core_of,
+            running: Mutex::default(),
+            proposers: RwLock::default(),
+            moves: Mutex::default(),
+            creator: settings.bootstrap,
+        });
+        runtime.block_on(async {
             let listener = TcpListener::bind(&settings.listen).await?;
-            let mut proposers = Vec::new();
-            for partition in 0..settings.partitions {
-                if !routing.hosts(partition) {
-                    proposers.push(None);
-                    continue;
-                }
-                let network = GroupNetwork {
-                    transport: transport.clone(),
-                    partition,
-                };
-                let machine = StateMachine::new(partition, applier.clone(), files.clone());
-                machine.recover().await?;
-                let log = match logs.remove(&partition) {
-                    Some((wal, recovered)) => LogStore::durable(partition, wal, recovered),
-                    None => LogStore::default(),
-                };
-                let group = Raft::new(settings.me, config.clone(), network, log, machine.clone())
-                    .await
-                    .map_err(invalid)?;
-                transport.host(partition, group.clone());
-                let replicas = &routing.replicas[partition as usize];
-                if settings.bootstrap && replicas.first() == Some(&settings.me) {
-                    let voters: BTreeMap<NodeId, BasicNode> = replicas
+            transport.start(listener);
+            transport.set_peers(&raft_addresses(&start_up));
+            for group in groups.held_at_start() {
+                let raft = groups.start_group(group).await?;
+                let voters = routing.target(group);
+                if settings.bootstrap && voters.first() == Some(&settings.me) {
+                    let voters: BTreeMap<NodeId, BasicNode> = voters
                         .iter()
-                        .filter_map(|id| routing.member(*id))
+                        .filter_map(|id| start_up.members.get(id))
                         .map(|m| (m.id, BasicNode::new(&m.raft)))
                         .collect();
-                    match group.initialize(voters).await {
+                    match raft.initialize(voters).await {
                         Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                         Err(e) => return Err(invalid(e)),
                     }
                 }
-                tokio::spawn(watch_leadership(partition, group.clone(), routing.clone()));
-                tokio::spawn(snapshot_by_size(group.clone(), machine));
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(propose(group, rx));
-                proposers.push(Some(tx));
             }
-            transport.start(listener);
-            tokio::spawn(announce_leaders(transport.clone(), routing.clone()));
-            Ok::<_, std::io::Error>(proposers)
+            tokio::spawn(groups.clone().follow_roster());
+            tokio::spawn(groups.clone().announce());
+            Ok::<_, std::io::Error>(())
         })?;
         Ok(Node {
             routing,
-            proposers,
+            groups,
             forwarder: Arc::default(),
             runtime: Some(runtime),
         })
     }
 
-    /// Proposes to `partition`'s group; refused at once when this node does not hold it.
-    pub fn submit(&self, partition: u32, submission: Submission) {
-        let proposer = self
-            .proposers
-            .get(partition as usize)
-            .and_then(Option::as_ref);
-        let refused = match proposer {
+    /// Proposes to a group; refused at once when this node does not run it.
+    pub fn submit(&self, group: u32, submission: Submission) {
+        let proposer = self.groups.proposers.read().expect("no holder panics");
+        let refused = match proposer.get(&group) {
             Some(tx) => match tx.send(submission) {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(s)) => s,
             },
             None => submission,
         };
-        (refused.done)(Err(Refusal::NotLeader(self.routing.leader(partition))));
+        drop(proposer);
+        (refused.done)(Err(Refusal::NotLeader(self.routing.leader(group))));
+    }
+
+    /// Proposes a change of the roster (through its group's leader, which must be this node
+    /// for it to be accepted).
+    pub fn change_roster(&self, change: &Change, done: WhenDone) {
+        let submission = Submission {
+            batch: change.batch(),
+            done,
+        };
+        self.submit(self.routing.roster_group(), submission);
+    }
+
+    /// The roster as this node knows it, and whether it is the cluster's (rather than the
+    /// one the node started from).
+    pub fn roster(&self) -> (Roster, bool) {
+        let state = &self.groups.roster;
+        (state.current(), state.settled())
     }
 }
 
-/// What each partition's log starts from: its core's write-ahead log and the state replayed
-/// from it (none with durability `memory`), and where snapshots are kept.
+/// The members' ids and Raft addresses.
+fn raft_addresses(roster: &Roster) -> Vec<(NodeId, String)> {
+    roster
+        .members
+        .values()
+        .map(|m| (m.id, m.raft.clone()))
+        .collect()
+}
+
+/// Each core's write-ahead log, what they held for each partition, and where snapshots are
+/// kept (nothing with durability `memory`).
 type Logs = (
-    HashMap<u32, (Arc<Wal>, PartitionLog)>,
+    HashMap<usize, Arc<Wal>>,
+    HashMap<u32, PartitionLog>,
     Option<Arc<SnapshotFiles>>,
 );
 
-fn open_logs(settings: &Settings, routing: &Routing) -> std::io::Result<Logs> {
-    let mut logs = HashMap::new();
+fn open_logs(settings: &Settings) -> std::io::Result<Logs> {
+    let (mut wals, mut recovered) = (HashMap::new(), HashMap::new());
     if settings.durability == Durability::Memory {
-        return Ok((logs, None));
+        return Ok((wals, recovered, None));
     }
     let dir = settings
         .dir
         .clone()
         .ok_or_else(|| invalid("durability fsync or os needs a data directory (--dir)"))?;
     std::fs::create_dir_all(&dir)?;
-    let mut cores: Vec<usize> = (0..settings.partitions)
-        .filter(|&p| routing.hosts(p))
-        .map(|p| settings.core_of[p as usize])
-        .collect();
+    let mut cores = settings.core_of.clone();
+    cores.push(0);
     cores.sort_unstable();
     cores.dedup();
     for core in cores {
-        let (wal, mut recovered) = Wal::open(&dir, core, settings.durability)?;
-        let wal = Arc::new(wal);
-        for partition in (0..settings.partitions).filter(|&p| settings.core_of[p as usize] == core)
-        {
-            let state = recovered.remove(&partition).unwrap_or_default();
-            logs.insert(partition, (wal.clone(), state));
-        }
+        let (wal, state) = Wal::open(&dir, core, settings.durability)?;
+        wals.insert(core, Arc::new(wal));
+        recovered.extend(state);
     }
     let files = SnapshotFiles::new(dir, settings.durability);
-    Ok((logs, Some(Arc::new(files))))
+    Ok((wals, recovered, Some(Arc::new(files))))
+}
+
+/// Membership changes one node runs at once.
+const MOVES_AT_ONCE: usize = 4;
+/// How long a membership change may take before it is given up (and tried again).
+const MOVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a creating node waits for its first roster to apply before proposing it again.
+const RETRY_CREATION: Duration = Duration::from_secs(1);
+/// How often a node checks its groups against the roster besides when the roster changes.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+impl Groups {
+    fn roster_group(&self) -> u32 {
+        self.routing.roster_group()
+    }
+
+    /// The groups to run at start: the roster's, those placement gives this node, and those
+    /// its disk holds (until their leaders report they moved away).
+    fn held_at_start(&self) -> BTreeSet<u32> {
+        let mut held: BTreeSet<u32> = (0..=self.routing.partitions)
+            .filter(|&g| g == self.roster_group() || self.routing.target(g).contains(&self.me))
+            .collect();
+        held.extend(lock(&self.recovered).keys().copied());
+        if let Some(files) = &self.files {
+            held.extend((0..self.routing.partitions).filter(|&p| files.has(p)));
+        }
+        held
+    }
+
+    fn running(&self, group: u32) -> Option<Raft<Partition>> {
+        lock(&self.running).get(&group).map(|r| r.group.clone())
+    }
+
+    /// Starts a group on this node: from its snapshot and log when it has them, empty
+    /// otherwise (its leader then sends it everything).
+    async fn start_group(&self, group: u32) -> std::io::Result<Raft<Partition>> {
+        let applier = if group == self.roster_group() {
+            self.roster_applier.clone()
+        } else {
+            self.applier.clone()
+        };
+        let machine = StateMachine::new(group, applier, self.files.clone());
+        machine.recover().await?;
+        let log = match self.wals.get(&self.core_of[group as usize]) {
+            Some(wal) => {
+                let recovered = lock(&self.recovered).remove(&group).unwrap_or_default();
+                LogStore::durable(group, wal.clone(), recovered)
+            }
+            None => LogStore::default(),
+        };
+        let network = GroupNetwork {
+            transport: self.transport.clone(),
+            partition: group,
+        };
+        let raft = Raft::new(self.me, self.config.clone(), network, log, machine.clone())
+            .await
+            .map_err(invalid)?;
+        self.transport.host(group, raft.clone());
+        self.routing.set_hosted(group, true);
+        tokio::spawn(watch_leadership(group, raft.clone(), self.routing.clone()));
+        tokio::spawn(snapshot_by_size(raft.clone(), machine.clone()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(propose(raft.clone(), rx));
+        self.proposers
+            .write()
+            .expect("no holder panics")
+            .insert(group, tx);
+        let running = Running {
+            group: raft.clone(),
+            machine,
+        };
+        lock(&self.running).insert(group, running);
+        Ok(raft)
+    }
+
+    /// Stops a group whose replicas moved to other nodes and drops its data here.
+    async fn stop_group(&self, group: u32) {
+        let Some(running) = lock(&self.running).remove(&group) else {
+            return;
+        };
+        self.proposers
+            .write()
+            .expect("no holder panics")
+            .remove(&group);
+        self.transport.unhost(group);
+        self.routing.set_hosted(group, false);
+        let _ = running.group.shutdown().await;
+        if let Some(wal) = self.wals.get(&self.core_of[group as usize]) {
+            wal.write(Record::Forget(group), None);
+        }
+        if let Err(e) = running.machine.forget().await {
+            tracing::warn!(
+                group,
+                "could not delete the snapshot of a moved partition: {e}"
+            );
+        }
+        tracing::info!(group, "the partition moved away from this node");
+    }
+
+    /// Keeps the groups this node runs, and the membership of those it leads, following the
+    /// roster: on every change of it and every `FOLLOW_EVERY`.
+    async fn follow_roster(self: Arc<Self>) {
+        let mut changes = self.roster.subscribe();
+        let mut ticks = tokio::time::interval(FOLLOW_EVERY);
+        let mut proposed_creation: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+            let roster = self.roster.current();
+            self.routing.set_roster(&roster);
+            self.transport.set_peers(&raft_addresses(&roster));
+            let leads_roster = self.routing.leader(self.roster_group()) == Some(self.me);
+            let creating = proposed_creation.is_some_and(|at| at.elapsed() < RETRY_CREATION);
+            if self.creator && leads_roster && !self.roster.settled() && !creating {
+                // The cluster's first roster is the one it was created with (proposed again
+                // should the first proposal be lost; a second is ignored).
+                proposed_creation = Some(Instant::now());
+                let change = Change::Create(roster.members.values().cloned().collect());
+                self.submit_quietly(change);
+            }
+            for partition in 0..self.routing.partitions {
+                let wanted = self.routing.target(partition).contains(&self.me);
+                let running = self.running(partition).is_some();
+                if wanted && !running {
+                    if let Err(e) = self.start_group(partition).await {
+                        tracing::error!(partition, "cannot start a partition's group: {e}");
+                    }
+                } else if !wanted && running && self.released(partition) {
+                    self.stop_group(partition).await;
+                }
+            }
+            for group in 0..=self.routing.partitions {
+                if self.routing.leader(group) == Some(self.me) {
+                    self.move_if_needed(group);
+                }
+            }
+            if leads_roster && self.roster.settled() {
+                self.forget_drained(&roster);
+            }
+        }
+    }
+
+    /// Whether the partition's leader reports voters without this node: the change that
+    /// removed it is committed, so nothing here is needed any more.
+    fn released(&self, partition: u32) -> bool {
+        let voters = self.routing.voters(partition);
+        !voters.is_empty() && !voters.contains(&self.me)
+    }
+
+    /// Proposes a roster change whose outcome nobody waits for (it is retried if lost).
+    fn submit_quietly(&self, change: Change) {
+        let proposers = self.proposers.read().expect("no holder panics");
+        if let Some(tx) = proposers.get(&self.roster_group()) {
+            let _ = tx.send(Submission {
+                batch: change.batch(),
+                done: Box::new(|_| {}),
+            });
+        }
+    }
+
+    /// Proposes to forget leaving members no partition has as a voter any more.
+    fn forget_drained(&self, roster: &Roster) {
+        for &leaving in &roster.leaving {
+            let drained = (0..self.routing.partitions).all(|p| {
+                let voters = self.routing.voters(p);
+                !voters.is_empty() && !voters.contains(&leaving)
+            });
+            if drained {
+                self.submit_quietly(Change::Forget(leaving));
+            }
+        }
+    }
+
+    /// Starts moving a group this node leads to its target membership, unless it is there
+    /// already or this node moves as many groups as it may.
+    fn move_if_needed(self: &Arc<Self>, group: u32) {
+        let Some(raft) = self.running(group) else {
+            return;
+        };
+        let voters: BTreeSet<NodeId> = self.routing.target(group).into_iter().collect();
+        if voters.is_empty() {
+            return;
+        }
+        let learners: BTreeSet<NodeId> = if group == self.roster_group() {
+            // Every member follows the roster.
+            let members = self.routing.members().into_iter().map(|m| m.id);
+            members.filter(|id| !voters.contains(id)).collect()
+        } else {
+            BTreeSet::new()
+        };
+        let membership = raft.metrics().borrow().membership_config.clone();
+        let current = membership.membership();
+        let settled = current.get_joint_config().len() == 1
+            && current.voter_ids().collect::<BTreeSet<_>>() == voters
+            && current.learner_ids().collect::<BTreeSet<_>>() == learners;
+        if settled {
+            return;
+        }
+        {
+            let mut moves = lock(&self.moves);
+            if moves.len() >= MOVES_AT_ONCE || !moves.insert(group) {
+                return;
+            }
+        }
+        let known: BTreeSet<NodeId> = current.nodes().map(|(id, _)| *id).collect();
+        let groups = self.clone();
+        tokio::spawn(async move {
+            let moved = tokio::time::timeout(
+                MOVE_TIMEOUT,
+                groups.change_membership(&raft, group, known, voters, learners),
+            );
+            match moved.await {
+                Ok(Ok(())) => tracing::info!(group, "the group reached its target replicas"),
+                Ok(Err(e)) => tracing::info!(group, "moving the group failed for now: {e}"),
+                Err(_) => tracing::warn!(group, "moving the group timed out; it will retry"),
+            }
+            lock(&groups.moves).remove(&group);
+        });
+    }
+
+    /// Adds the missing nodes as learners (waiting for the future voters to catch up), then
+    /// makes the voters `voters` and drops learners not in `learners`.
+    async fn change_membership(
+        &self,
+        raft: &Raft<Partition>,
+        group: u32,
+        known: BTreeSet<NodeId>,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    ) -> Result<(), String> {
+        for &id in voters.union(&learners).filter(|id| !known.contains(id)) {
+            let member = self
+                .routing
+                .member(id)
+                .ok_or_else(|| format!("node {id} is not a member"))?;
+            let catch_up = voters.contains(&id);
+            raft.add_learner(id, BasicNode::new(&member.raft), catch_up)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(group, node = id, "added a learner");
+        }
+        // Removed voters of the roster's group stay on as learners while they are members.
+        let keep_as_learners = group == self.roster_group();
+        raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), keep_as_learners)
+            .await
+            .map_err(|e| e.to_string())?;
+        let membership = raft.metrics().borrow().membership_config.clone();
+        let stray: BTreeSet<NodeId> = membership
+            .membership()
+            .learner_ids()
+            .filter(|id| !learners.contains(id))
+            .collect();
+        if !stray.is_empty() {
+            raft.change_membership(ChangeMembers::RemoveNodes(stray), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Tells the peers, every `ANNOUNCE_EVERY`, who leads the groups this node leads and
+    /// their committed voters, so nodes that do not hold a partition know its leader (for
+    /// redirects and CLUSTER SLOTS) and nodes it moved away from know they may drop it.
+    async fn announce(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(ANNOUNCE_EVERY);
+        loop {
+            ticks.tick().await;
+            let led: Vec<Led> = lock(&self.running)
+                .iter()
+                .filter(|(&group, _)| self.routing.leader(group) == Some(self.me))
+                .map(|(&group, running)| Led {
+                    group,
+                    leader: self.me,
+                    voters: running.machine.membership().voter_ids().collect(),
+                })
+                .collect();
+            for led in &led {
+                self.routing.set_voters(led.group, led.voters.clone());
+            }
+            self.transport.announce(led);
+        }
+    }
 }
 
 impl Node {
@@ -278,22 +613,8 @@ async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<R
     }
 }
 
-/// How often a node tells its peers who leads its partitions.
-const ANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Keeps nodes that do not hold a partition (when there are more nodes than replicas)
-/// knowing its leader, for redirects and CLUSTER SLOTS.
-async fn announce_leaders(transport: Arc<Transport>, routing: Arc<Routing>) {
-    let mut ticks = tokio::time::interval(ANNOUNCE_EVERY);
-    loop {
-        ticks.tick().await;
-        let leaders: Vec<(u32, NodeId)> = (0..routing.partitions)
-            .filter(|&p| routing.hosts(p))
-            .filter_map(|p| routing.leader(p).map(|l| (p, l)))
-            .collect();
-        transport.announce_leaders(leaders);
-    }
-}
+/// How often a node tells its peers about the groups it leads.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(200);
 
 /// Takes a snapshot whenever the state machine says its log has grown enough. Applying
 /// entries changes the metrics, so this looks after every batch applied.

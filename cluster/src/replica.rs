@@ -152,6 +152,11 @@ impl Batch {
         self.replies += other.replies;
     }
 
+    /// Every argument of every request, in order.
+    pub fn arguments(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans().into_iter().map(|span| &self.data[span])
+    }
+
     /// Every argument's place in `data`, in order.
     fn spans(&self) -> Vec<Range<usize>> {
         let mut at = 0;
@@ -325,7 +330,7 @@ pub fn snapshot(store: &Store, slots: Range<u16>, now: u64) -> Image {
 }
 
 /// Removes every key of `slots`, in every database.
-fn clear_slots(store: &mut Store, slots: Range<u16>) {
+pub fn clear_slots(store: &mut Store, slots: Range<u16>) {
     for db in 0..store.databases() {
         let Some(ks) = store.keyspace(db) else {
             continue;

@@ -1,18 +1,21 @@
-//! What every core of a node needs to route a request, readable without locks: the cluster's
-//! nodes, each partition's slots, replicas and current leader, and how long this node may
-//! serve reads of the partitions it leads without asking the others (its lease).
+//! What every core of a node needs to route a request: the cluster's members, each
+//! partition's slots, replicas and current leader (read without locks), whether it is moving,
+//! and how long this node may serve reads of the partitions it leads without asking the
+//! others (its lease).
 
-use crate::placement::{self, NodeId};
-use std::collections::BTreeSet;
+use crate::placement::NodeId;
+use crate::roster::{roster_group, Roster};
+use serde::{Deserialize, Serialize};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::RwLock;
 use tessera_protocol::SLOT_COUNT;
 
 /// Marks a partition with no known leader.
 const NO_LEADER: u64 = 0;
 
 /// A member of the cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: NodeId,
     /// Where clients reach it, `host:port`.
@@ -29,28 +32,83 @@ pub fn slots_of(partition: u32, partitions: u32) -> Range<u16> {
 
 pub struct Routing {
     pub me: NodeId,
-    pub members: Vec<Member>,
     pub partitions: u32,
-    /// Each partition's replicas, preferred leader first.
-    pub replicas: Vec<Vec<NodeId>>,
+    /// The replication factor.
+    pub replicas: usize,
+    /// Every member, leaving ones too (they still lead partitions until those move).
+    members: RwLock<Vec<Member>>,
+    /// Per group (the partitions, then the roster group): the voters placement wants, and
+    /// the voters its leader last reported (empty until known).
+    targets: RwLock<Vec<Vec<NodeId>>>,
+    voters: RwLock<Vec<Vec<NodeId>>>,
+    /// Whether a group's voters differ from its target: it is moving.
+    moving: Vec<AtomicBool>,
+    /// Whether this node runs the group.
+    hosted: Vec<AtomicBool>,
     leaders: Vec<AtomicU64>,
     /// Unix ms until which this node, leading the partition, may serve reads on its own.
     leases: Vec<AtomicU64>,
 }
 
+/// A group's leader and voters, as the leader reports them to its peers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Led {
+    pub group: u32,
+    pub leader: NodeId,
+    pub voters: Vec<NodeId>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().expect("no holder panics")
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().expect("no holder panics")
+}
+
 impl Routing {
     /// Node ids must be non-zero.
-    pub fn new(me: NodeId, members: Vec<Member>, partitions: u32, replicas: usize) -> Routing {
-        let ids: BTreeSet<NodeId> = members.iter().map(|m| m.id).collect();
-        let replicas = placement::place(partitions, &ids, replicas);
-        Routing {
+    pub fn new(me: NodeId, roster: &Roster, partitions: u32, replicas: usize) -> Routing {
+        let groups = partitions as usize + 1;
+        let routing = Routing {
             me,
-            members,
             partitions,
             replicas,
-            leaders: (0..partitions).map(|_| AtomicU64::new(NO_LEADER)).collect(),
-            leases: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
-        }
+            members: RwLock::default(),
+            targets: RwLock::new(vec![Vec::new(); groups]),
+            voters: RwLock::new(vec![Vec::new(); groups]),
+            moving: (0..groups).map(|_| AtomicBool::new(false)).collect(),
+            hosted: (0..groups).map(|_| AtomicBool::new(false)).collect(),
+            leaders: (0..groups).map(|_| AtomicU64::new(NO_LEADER)).collect(),
+            leases: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+        };
+        routing.set_roster(roster);
+        routing
+    }
+
+    /// The roster's group.
+    pub fn roster_group(&self) -> u32 {
+        roster_group(self.partitions)
+    }
+
+    /// Follows a change of the roster: members and targets.
+    pub fn set_roster(&self, roster: &Roster) {
+        *write(&self.members) = roster.members.values().cloned().collect();
+        *write(&self.targets) = (0..=self.partitions)
+            .map(|g| roster.target(g, self.replicas))
+            .collect();
+        (0..=self.partitions).for_each(|g| self.note_moving(g));
+    }
+
+    /// A group is moving once its voters are known and are not the target's nodes.
+    fn note_moving(&self, group: u32) {
+        let g = group as usize;
+        let mut voters = read(&self.voters)[g].clone();
+        let mut target = read(&self.targets)[g].clone();
+        voters.sort_unstable();
+        target.sort_unstable();
+        let moving = !voters.is_empty() && voters != target;
+        self.moving[g].store(moving, Ordering::Release);
     }
 
     /// The partition holding a hash slot: partitions are equal contiguous slot ranges.
@@ -62,16 +120,39 @@ impl Routing {
         slots_of(partition, self.partitions)
     }
 
-    pub fn member(&self, id: NodeId) -> Option<&Member> {
-        self.members.iter().find(|m| m.id == id)
+    pub fn member(&self, id: NodeId) -> Option<Member> {
+        read(&self.members).iter().find(|m| m.id == id).cloned()
     }
 
-    pub fn hosts(&self, partition: u32) -> bool {
-        self.replicas[partition as usize].contains(&self.me)
+    pub fn members(&self) -> Vec<Member> {
+        read(&self.members).clone()
     }
 
-    pub fn leader(&self, partition: u32) -> Option<NodeId> {
-        let id = self.leaders[partition as usize].load(Ordering::Acquire);
+    pub fn hosts(&self, group: u32) -> bool {
+        self.hosted[group as usize].load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_hosted(&self, group: u32, hosted: bool) {
+        self.hosted[group as usize].store(hosted, Ordering::Release);
+    }
+
+    /// The voters placement wants for `group`, preferred leader first.
+    pub fn target(&self, group: u32) -> Vec<NodeId> {
+        read(&self.targets)[group as usize].clone()
+    }
+
+    /// The group's voters as last reported by its leader (empty until known).
+    pub fn voters(&self, group: u32) -> Vec<NodeId> {
+        read(&self.voters)[group as usize].clone()
+    }
+
+    /// Whether the group's replicas are being moved to their target.
+    pub fn moving(&self, group: u32) -> bool {
+        self.moving[group as usize].load(Ordering::Acquire)
+    }
+
+    pub fn leader(&self, group: u32) -> Option<NodeId> {
+        let id = self.leaders[group as usize].load(Ordering::Acquire);
         (id != NO_LEADER).then_some(id)
     }
 
@@ -81,22 +162,29 @@ impl Routing {
             && now < self.leases[partition as usize].load(Ordering::Acquire)
     }
 
-    pub(crate) fn set_leader(&self, partition: u32, leader: Option<NodeId>, lease_until: u64) {
-        let p = partition as usize;
-        self.leases[p].store(lease_until, Ordering::Release);
-        self.leaders[p].store(leader.unwrap_or(NO_LEADER), Ordering::Release);
+    pub(crate) fn set_leader(&self, group: u32, leader: Option<NodeId>, lease_until: u64) {
+        let g = group as usize;
+        self.leases[g].store(lease_until, Ordering::Release);
+        self.leaders[g].store(leader.unwrap_or(NO_LEADER), Ordering::Release);
     }
 
-    /// Leaders a peer reports for partitions this node does not hold (it learns those of
-    /// its own partitions from Raft); a stale report costs a client one more redirect.
-    pub fn learn_leaders(&self, leaders: &[(u32, NodeId)]) {
-        for &(partition, leader) in leaders {
-            if partition < self.partitions
-                && !self.hosts(partition)
-                && self.member(leader).is_some()
-            {
-                self.set_leader(partition, Some(leader), 0);
+    /// Records a group's voters, as its leader (this node or a peer) reports them.
+    pub(crate) fn set_voters(&self, group: u32, voters: Vec<NodeId>) {
+        write(&self.voters)[group as usize] = voters;
+        self.note_moving(group);
+    }
+
+    /// What peers report of the groups they lead. Leaders of groups this node runs come
+    /// from Raft; a stale report costs a client one more redirect.
+    pub fn learn(&self, reports: &[Led]) {
+        for led in reports {
+            if led.group > self.partitions || self.member(led.leader).is_none() {
+                continue;
             }
+            if !self.hosts(led.group) {
+                self.set_leader(led.group, Some(led.leader), 0);
+            }
+            self.set_voters(led.group, led.voters.clone());
         }
     }
 

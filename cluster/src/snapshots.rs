@@ -66,6 +66,18 @@ impl SnapshotFiles {
         .map_err(std::io::Error::other)?
     }
 
+    pub fn has(&self, partition: u32) -> bool {
+        self.path(partition).exists()
+    }
+
+    /// Deletes the partition's snapshot, if it has one.
+    pub fn remove(&self, partition: u32) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(partition)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// The partition's snapshot, if it has one.
     pub fn load(&self, partition: u32) -> std::io::Result<Option<(Meta, Vec<u8>)>> {
         let bytes = match std::fs::read(self.path(partition)) {

@@ -6,7 +6,7 @@
 
 use crate::group::Partition;
 use crate::placement::NodeId;
-use crate::routing::Routing;
+use crate::routing::{Led, Routing};
 use bincode::Options;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -43,9 +43,9 @@ enum Body {
     Appended(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Voted(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Installed(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
-    /// Who leads the partitions the sender holds (no answer): nodes that hold a partition
-    /// learn its leader from Raft, the others from this.
-    Leaders(Vec<(u32, NodeId)>),
+    /// The groups the sender leads, with their voters (no answer): nodes that hold a
+    /// partition learn its leader from Raft, the others from this.
+    Led(Vec<Led>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +75,8 @@ fn encode(frame: &Frame) -> Result<Vec<u8>, String> {
 struct Peer {
     id: NodeId,
     address: String,
+    /// The task dialling it, when this node is the one that dials.
+    dialler: Mutex<Option<tokio::task::JoinHandle<()>>>,
     link: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
     waiting: Mutex<HashMap<u64, oneshot::Sender<Body>>>,
     next_id: AtomicU64,
@@ -83,7 +85,7 @@ struct Peer {
 /// This node's end of the Raft traffic: its peers and the groups it hosts.
 pub struct Transport {
     me: NodeId,
-    peers: HashMap<NodeId, Arc<Peer>>,
+    peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
     groups: RwLock<HashMap<u32, Raft<Partition>>>,
     routing: Arc<Routing>,
 }
@@ -92,41 +94,68 @@ pub struct Transport {
 struct NoAnswer;
 
 impl Transport {
-    /// `peers` are the other nodes' ids and Raft addresses.
-    pub fn new(me: NodeId, peers: &[(NodeId, String)], routing: Arc<Routing>) -> Arc<Transport> {
-        let peers = peers
-            .iter()
-            .filter(|(id, _)| *id != me)
-            .map(|(id, address)| {
-                let peer = Peer {
-                    id: *id,
-                    address: address.clone(),
-                    link: Mutex::new(None),
-                    waiting: Mutex::new(HashMap::new()),
-                    next_id: AtomicU64::new(1),
-                };
-                (*id, Arc::new(peer))
-            })
-            .collect();
+    pub fn new(me: NodeId, routing: Arc<Routing>) -> Arc<Transport> {
         Arc::new(Transport {
             me,
-            peers,
+            peers: RwLock::default(),
             groups: RwLock::new(HashMap::new()),
             routing,
         })
     }
 
-    /// Tells every connected peer who leads the partitions this node holds.
-    pub fn announce_leaders(&self, leaders: Vec<(u32, NodeId)>) {
+    fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        self.peers
+            .read()
+            .expect("no holder panics")
+            .get(&id)
+            .cloned()
+    }
+
+    /// Makes the peers the nodes of `members` (ids and Raft addresses) other than this one:
+    /// new ones are dialled (if their id is higher), departed ones no longer.
+    pub fn set_peers(self: &Arc<Self>, members: &[(NodeId, String)]) {
+        let mut peers = self.peers.write().expect("no holder panics");
+        peers.retain(|id, peer| {
+            let kept = members.contains(&(*id, peer.address.clone()));
+            if !kept {
+                if let Some(dialler) = peer.dialler.lock().expect("no holder panics").take() {
+                    dialler.abort();
+                }
+            }
+            kept
+        });
+        for (id, address) in members {
+            if *id == self.me || peers.contains_key(id) {
+                continue;
+            }
+            let peer = Arc::new(Peer {
+                id: *id,
+                address: address.clone(),
+                dialler: Mutex::new(None),
+                link: Mutex::new(None),
+                waiting: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+            });
+            if *id > self.me {
+                let (me, dialled) = (self.clone(), peer.clone());
+                let dialler = tokio::spawn(async move { me.dial_loop(dialled).await });
+                *peer.dialler.lock().expect("no holder panics") = Some(dialler);
+            }
+            peers.insert(*id, peer);
+        }
+    }
+
+    /// Tells every connected peer about the groups this node leads.
+    pub fn announce(&self, led: Vec<Led>) {
         let frame = Frame {
             id: 0,
             partition: 0,
-            body: Body::Leaders(leaders),
+            body: Body::Led(led),
         };
         let Ok(bytes) = encode(&frame) else {
             return;
         };
-        for peer in self.peers.values() {
+        for peer in self.peers.read().expect("no holder panics").values() {
             if let Some(link) = peer.link.lock().expect("no holder panics").as_ref() {
                 let _ = link.send(bytes.clone());
             }
@@ -141,20 +170,24 @@ impl Transport {
             .insert(partition, group);
     }
 
+    /// Stops routing the group's traffic here.
+    pub fn unhost(&self, partition: u32) {
+        self.groups
+            .write()
+            .expect("no holder panics")
+            .remove(&partition);
+    }
+
     fn group(&self, partition: u32) -> Option<Raft<Partition>> {
         let groups = self.groups.read().expect("no holder panics");
         groups.get(&partition).cloned()
     }
 
-    /// Accepts connections from lower-numbered nodes and dials the higher-numbered ones.
-    /// Runs until the runtime stops.
+    /// Accepts connections from lower-numbered nodes (higher-numbered ones are dialled as
+    /// they become peers). Runs until the runtime stops.
     pub fn start(self: &Arc<Self>, listener: TcpListener) {
         let me = self.clone();
         tokio::spawn(async move { me.accept_loop(listener).await });
-        for peer in self.peers.values().filter(|p| p.id > self.me) {
-            let (me, peer) = (self.clone(), peer.clone());
-            tokio::spawn(async move { me.dial_loop(peer).await });
-        }
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
@@ -186,7 +219,7 @@ impl Transport {
             return Err("not a Tessera node".into());
         }
         let id = u64::from_le_bytes(greeting[8..].try_into().expect("8 bytes"));
-        let peer = match self.peers.get(&id) {
+        let peer = match self.peer(id) {
             Some(peer) if id < self.me => peer,
             _ => return Err(format!("node {id} is not a member that dials this node")),
         };
@@ -198,7 +231,7 @@ impl Transport {
             return Err(format!("node {id} is already connected"));
         }
         drop(live);
-        Ok((peer.clone(), stream))
+        Ok((peer, stream))
     }
 
     async fn dial_loop(self: Arc<Self>, peer: Arc<Peer>) {
@@ -279,7 +312,7 @@ impl Transport {
                     let (me, tx) = (self.clone(), tx.clone());
                     tokio::spawn(async move { me.answer(frame, tx).await });
                 }
-                Body::Leaders(leaders) => self.routing.learn_leaders(&leaders),
+                Body::Led(led) => self.routing.learn(&led),
                 answer => {
                     let waiter = peer
                         .waiting
@@ -328,7 +361,7 @@ impl Transport {
         body: Body,
         ttl: Duration,
     ) -> Result<Body, NoAnswer> {
-        let peer = self.peers.get(&target).ok_or(NoAnswer)?;
+        let peer = self.peer(target).ok_or(NoAnswer)?;
         let link = peer.link.lock().expect("no holder panics").clone();
         let link = link.ok_or(NoAnswer)?;
         let id = peer.next_id.fetch_add(1, Ordering::Relaxed);

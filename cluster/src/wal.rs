@@ -56,6 +56,8 @@ pub enum Record {
     Truncate(u32, u64),
     /// Entries up to and including this one are gone (a snapshot covers them).
     Purge(u32, LogId<NodeId>),
+    /// The partition left this node: its log and vote are gone.
+    Forget(u32),
 }
 
 /// A partition's log state, as a replay rebuilds it.
@@ -84,6 +86,7 @@ impl PartitionLog {
                 self.purged = Some(log_id);
                 self.entries = self.entries.split_off(&(log_id.index + 1));
             }
+            Record::Forget(_) => *self = PartitionLog::default(),
         }
     }
 
@@ -113,7 +116,19 @@ fn partition_of(record: &Record) -> u32 {
         | Record::Vote(p, _)
         | Record::Committed(p, _)
         | Record::Truncate(p, _)
-        | Record::Purge(p, _) => *p,
+        | Record::Purge(p, _)
+        | Record::Forget(p) => *p,
+    }
+}
+
+/// Adds a record to the partitions' states; a forgotten partition has none.
+fn replay(state: &mut HashMap<u32, PartitionLog>, record: Record) {
+    match record {
+        Record::Forget(partition) => _ = state.remove(&partition),
+        record => state
+            .entry(partition_of(&record))
+            .or_default()
+            .apply(record),
     }
 }
 
@@ -276,9 +291,7 @@ impl Writer {
             }
             for request in group {
                 if outcome.is_ok() {
-                    let partition = partition_of(&request.record);
-                    let state = self.state.entry(partition).or_default();
-                    state.apply(request.record);
+                    replay(&mut self.state, request.record);
                 }
                 if let Some(done) = request.done {
                     done(match &outcome {
@@ -309,10 +322,7 @@ impl Wal {
         let existing = segments(dir, core)?;
         for (_, path) in &existing {
             for record in read_segment(path)? {
-                state
-                    .entry(partition_of(&record))
-                    .or_default()
-                    .apply(record);
+                replay(&mut state, record);
             }
         }
         let next = existing.last().map_or(0, |(sequence, _)| sequence + 1);
@@ -405,6 +415,8 @@ mod tests {
             written(&wal, Record::Purge(3, entry(2, 2).log_id));
             written(&wal, Record::Entries(5, vec![entry(1, 1)]));
             written(&wal, Record::Committed(3, Some(entry(3, 8).log_id)));
+            written(&wal, Record::Entries(6, vec![entry(1, 1)]));
+            written(&wal, Record::Forget(6));
         }
         let (_, path) = segments(&dir, 0).unwrap().pop().unwrap();
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -420,6 +432,10 @@ mod tests {
         assert_eq!(p.purged, Some(entry(2, 2).log_id));
         assert_eq!(p.committed, Some(entry(3, 8).log_id));
         assert_eq!(state[&5].entries.len(), 1);
+        assert!(
+            !state.contains_key(&6),
+            "a forgotten partition has no state"
+        );
         assert_eq!(segments(&dir, 0).unwrap().len(), 1, "reopening compacts");
         written(&wal, Record::Entries(3, vec![entry(3, 9)]));
         drop(wal);

@@ -646,3 +646,242 @@ def test_cluster_dev_starts_a_ready_cluster_and_stops_it_on_ctrl_c(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+class JoiningNode(Node):
+    """A node started with --join: it learns the members from the seed and holds nothing until
+    `tessera cluster add-node` adds it. Its client port follows the cluster's when free."""
+
+    def __init__(self, cluster, node_id, seed_port):
+        super().__init__(cluster, node_id)
+        self.seed_port = seed_port
+        if not port_pair_free(self.port):
+            self.port = free_base_port(1)
+
+    def start(self, bootstrap=False):
+        argv = [TESSERA, "--port", str(self.port), "--threads", "2", "--node-id", str(self.id),
+                "--join", f"127.0.0.1:{self.seed_port}", "--dir", os.path.join(self.cluster.dir, f"node-{self.id}")]
+        argv += self.cluster.extra
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log)
+
+    def wait_listening(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.proc.poll() is None, f"node {self.id} exited with {self.proc.returncode}"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"node {self.id} does not listen on {self.port}")
+
+
+def logs_tail(nodes, chars=3000):
+    out = []
+    for n in nodes:
+        try:
+            out.append(f"--- node {n.id} ---\n" + open(n.log, errors="replace").read()[-chars:])
+        except OSError:
+            pass
+    return "\n".join(out)
+
+
+def cluster_cli(*args, timeout=150):
+    return subprocess.run([TESSERA, "cluster", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def parse_roster(text):
+    """CLUSTER ROSTER's text: {"partitions", "replicas", "moving", "members": {id: (client, raft,
+    state)}, "partition": {p: (leader or None, voters, target)}} with voters and targets as sets."""
+    def ids(field):
+        return set() if field in ("", "-") else {int(i) for i in field.split(",")}
+
+    roster = {"members": {}, "partition": {}}
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] in ("partitions", "replicas", "moving"):
+            roster[words[0]] = int(words[1])
+        elif words[0] == "member":
+            roster["members"][int(words[1])] = (words[2], words[3], words[4])
+        elif words[0] == "partition":
+            fields = dict(zip(words[2::2], words[3::2]))
+            leader = None if fields["leader"] == "-" else int(fields["leader"])
+            roster["partition"][int(words[1])] = (leader, ids(fields["voters"]), ids(fields["target"]))
+    return roster
+
+
+def settled_roster(seed_port, problems_of, timeout=10):
+    """`tessera cluster status` from the seed, polled until `problems_of(roster)` lists none (a
+    node's view of the roster may trail the one `--wait` watched by a moment)."""
+    deadline = time.time() + timeout
+    while True:
+        out = cluster_cli("status", "--seed", f"127.0.0.1:{seed_port}", timeout=30)
+        assert out.returncode == 0, f"cluster status exited with {out.returncode}: {out.stdout}{out.stderr}"
+        roster = parse_roster(out.stdout)
+        problems = problems_of(roster)
+        if not problems:
+            return roster
+        if time.time() > deadline:
+            raise AssertionError(f"{problems[:10]}\n{out.stdout}")
+        time.sleep(0.2)
+
+
+def roster_problems(roster, members, replicas=3):
+    """What keeps `roster` from being settled on `members` (all active), every partition with
+    `replicas` voters that are its target, one of them leading."""
+    problems = []
+    if set(roster["members"]) != set(members):
+        problems.append(f"members {sorted(roster['members'])}, not {sorted(members)}")
+    problems += [f"member {m} is {state}" for m, (_, _, state) in roster["members"].items() if state != "active"]
+    if roster.get("replicas") != replicas:
+        problems.append(f"replicas {roster.get('replicas')}")
+    if roster.get("moving") != 0:
+        problems.append(f"moving {roster.get('moving')}")
+    count = roster.get("partitions")
+    if not count or sorted(roster["partition"]) != list(range(count)):
+        problems.append(f"partitions {count}, lines for {len(roster['partition'])}")
+    for p, (leader, voters, target) in sorted(roster["partition"].items()):
+        if len(voters) != replicas or voters != target or not voters <= set(members):
+            problems.append(f"partition {p}: voters {sorted(voters)}, target {sorted(target)}")
+        elif leader not in voters:
+            problems.append(f"partition {p}: leader {leader}, voters {sorted(voters)}")
+    return problems
+
+
+def test_a_fourth_node_joins_and_a_node_leaves_while_writing(own_cluster):
+    c = own_cluster
+    first, second, third = c.nodes
+    stop = threading.Event()
+    acked = [{}, {}]
+    ack_times = [[], []]
+    errors = [[], []]
+
+    def writer(t):
+        rc = None
+        while rc is None and not stop.is_set():
+            try:
+                rc = RedisCluster(host="127.0.0.1", port=second.port, socket_timeout=5, socket_connect_timeout=2)
+            except Exception as e:
+                errors[t].append(f"connecting: {type(e).__name__}: {e}")
+                time.sleep(0.1)
+        i = 0
+        while not stop.is_set():
+            key = f"w{t}:{i}"
+            try:
+                if rc.set(key, i):
+                    acked[t][key] = i
+                    ack_times[t].append(time.time())
+            except Exception as e:  # not acknowledged: a move, an election, a node leaving
+                errors[t].append(f"{key}: {type(e).__name__}: {e}")
+                time.sleep(0.05)
+            i += 1
+        if rc is not None:
+            rc.close()
+
+    writers = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(2)]
+    fourth = JoiningNode(c, 4, first.port)
+    try:
+        [w.start() for w in writers]
+        time.sleep(1)
+        fourth.start()
+        c.nodes.append(fourth)  # the fixture stops it
+        fourth.wait_listening()
+
+        # Node 4 joins: partitions move to it a few at a time while the writers go on.
+        add_started = time.time()
+        out = cluster_cli("add-node", "--seed", f"127.0.0.1:{first.port}", f"4@127.0.0.1:{fourth.port}", "--wait")
+        add_done = time.time()
+        assert out.returncode == 0, f"add-node exited with {out.returncode}: {out.stdout}{out.stderr}"
+        roster = settled_roster(second.port, lambda r: roster_problems(r, {1, 2, 3, 4}))
+        assert roster["members"][4][:2] == (f"127.0.0.1:{fourth.port}", f"127.0.0.1:{fourth.port + RAFT_OFFSET}")
+        partitions = roster["partitions"]
+        on_fourth = sum(4 in voters for _, voters, _ in roster["partition"].values())
+        assert on_fourth >= partitions / 3, f"node 4 is a voter of {on_fourth} of {partitions} partitions"
+
+        # Node 1 leaves: its partitions move to the others; then it holds nothing and is forgotten.
+        remove_started = time.time()
+        out = cluster_cli("remove-node", "--seed", f"127.0.0.1:{second.port}", "1", "--wait")
+        remove_done = time.time()
+        assert out.returncode == 0, f"remove-node exited with {out.returncode}: {out.stdout}{out.stderr}"
+        survivors = [second, third, fourth]
+        roster = settled_roster(second.port, lambda r: roster_problems(r, {2, 3, 4}))
+        assert all(1 not in voters and leader != 1 for leader, voters, _ in roster["partition"].values())
+        first.kill()
+        killed = time.time()
+        time.sleep(1.5)
+        stop.set()
+        for w in writers:
+            w.join(timeout=60)
+        assert not any(w.is_alive() for w in writers), "the writers stop"
+
+        # Writes were acknowledged all along: before, during each move (when it took a while)
+        # and after node 1 went.
+        times = sorted(ack_times[0] + ack_times[1])
+
+        def acks(since, until=float("inf")):
+            return sum(since <= t < until for t in times)
+
+        phases = {"before add-node": acks(0, add_started), "after remove-node started": acks(remove_started),
+                  "after node 1 was killed": acks(killed)}
+        if add_done - add_started >= 2:
+            phases["during add-node"] = acks(add_started, add_done)
+        if remove_done - remove_started >= 2:
+            phases["during remove-node"] = acks(remove_started, remove_done)
+        assert all(phases.values()), (phases, add_done - add_started, remove_done - remove_started,
+                                      errors[0][-5:] + errors[1][-5:])
+
+        # Every acknowledged write reads back, through a client that never knew node 1.
+        c.wait_ok(survivors)
+        expected = {**acked[0], **acked[1]}
+        rc = RedisCluster(host="127.0.0.1", port=second.port, socket_timeout=10)
+        keys = list(expected)
+        values = []
+        for chunk in range(0, len(keys), 500):
+            values += rc.mget_nonatomic(keys[chunk:chunk + 500])
+        rc.close()
+        lost = [k for k, v in zip(keys, values) if v is None or int(v) != expected[k]]
+        assert not lost, f"{len(lost)} of {len(keys)} acknowledged writes lost, e.g. {lost[:5]}"
+
+        # The replicas agree: each voter of a partition holds as many keys in its slots as the
+        # leader does (the local store's count, so each node is asked directly).
+        by_id = {n.id: n for n in survivors}
+        deadline = time.time() + 10
+        while True:
+            roster = parse_roster(command(second.port, "CLUSTER", "ROSTER", timeout=10).decode())
+            held = {}  # (node id, partition) -> keys in the partition's slots on that node
+            for node_id, node in by_id.items():
+                mine = [p for p, (_, voters, _) in roster["partition"].items() if node_id in voters]
+                client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=20, protocol=2)
+                pipe = client.pipeline(transaction=False)
+                ranges = [(p, range(p * 16384 // partitions, (p + 1) * 16384 // partitions)) for p in mine]
+                for _, slots in ranges:
+                    for slot in slots:
+                        pipe.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+                counts = iter(pipe.execute())
+                client.close()
+                for p, slots in ranges:
+                    held[node_id, p] = sum(next(counts) for _ in slots)
+            disagree = {}
+            for p, (leader, voters, _) in roster["partition"].items():
+                counts = {v: held[v, p] for v in voters}
+                if leader not in counts or len(set(counts.values())) != 1:
+                    disagree[p] = (leader, counts)
+            if not disagree or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert not disagree, f"replicas disagree on {len(disagree)} partitions, e.g. {list(disagree.items())[:5]}"
+        total = sum(held[leader, p] for p, (leader, _, _) in roster["partition"].items())
+        assert total >= len(expected), (total, len(expected))
+    except BaseException:
+        stop.set()
+        print(f"writer errors: {len(errors[0]) + len(errors[1])}, last: {errors[0][-5:] + errors[1][-5:]}")
+        print(logs_tail(c.nodes if fourth in c.nodes else c.nodes + [fourth]))
+        raise
+    finally:
+        stop.set()
+        for w in writers:
+            if w.ident is not None:
+                w.join(timeout=10)
