@@ -144,9 +144,10 @@ impl CoreApplier {
 impl Applier for CoreApplier {
     fn apply(&self, partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>) {
         self.on_owner(partition, move |core| {
+            let versions = &core.shared.slot_versions;
             let replies = batches
                 .iter()
-                .map(|b| replica::run(&mut core.store, b))
+                .map(|b| replica::run(&mut core.store, versions, b))
                 .collect();
             done.send(replies);
         });
@@ -157,7 +158,7 @@ impl Applier for CoreApplier {
         self.on_owner(partition, move |core| {
             // Expired keys too: the log removes them, and entries after the snapshot may
             // still find them live at their own times.
-            let image = replica::snapshot(&core.store, slots, 0);
+            let image = replica::snapshot(&core.store, &core.shared.slot_versions, slots, 0);
             done.send(Box::new(move || image.encode()));
         });
     }
@@ -173,7 +174,8 @@ impl Applier for CoreApplier {
     fn restore(&self, partition: u32, data: Vec<u8>, done: Done<Result<(), String>>) {
         let slots = self.slots(partition);
         self.on_owner(partition, move |core| {
-            done.send(replica::restore(&mut core.store, slots, &data));
+            let versions = &core.shared.slot_versions;
+            done.send(replica::restore(&mut core.store, versions, slots, &data));
         });
     }
 }
@@ -271,10 +273,9 @@ fn error_reply(message: &str) -> Vec<u8> {
     out
 }
 
-/// Commands a cluster member cannot run yet: they would write outside a partition's log or
-/// read keys they do not name.
+/// Commands a cluster member cannot run yet: they would read keys they do not name.
 fn unsupported(core: &Core, spec: &'static CommandSpec, args: Args) -> bool {
-    spec.cmd == Cmd::Watch || crate::multi::sorts_by_patterns(core, spec, args)
+    crate::multi::sorts_by_patterns(core, spec, args)
 }
 
 /// Routes a request on a cluster member. Returns the flow when it was answered here (a
@@ -288,6 +289,10 @@ pub fn route(
     args: Args,
 ) -> Option<Flow> {
     core.config.cluster.as_ref()?;
+    if spec.cmd == Cmd::Watch && conn.tx.is_some() {
+        // Refused as everywhere (`transaction`).
+        return None;
+    }
     if spec.cmd == Cmd::Exec && conn.tx.is_some() {
         return Some(exec(core, conn, idx));
     }
@@ -343,6 +348,13 @@ pub fn route(
             reply(conn, |w| {
                 w.error("TRYAGAIN This node's lease on the partition is not confirmed yet")
             });
+            return Some(Flow::Next);
+        }
+        if spec.cmd == Cmd::Watch {
+            // Read like a key: under the lease, with every acknowledged write applied.
+            let count = core.shared.slot_versions.get(slot);
+            conn.watched_slots.push((slot, count));
+            reply(conn, |w| w.ok());
             return Some(Flow::Next);
         }
         return None;
@@ -435,18 +447,23 @@ fn flush_each(
 }
 
 /// EXEC on a cluster member: the queued commands must all name keys of one slot, led here;
-/// they are proposed as one transaction, applied back to back on every replica.
+/// they are proposed as one transaction, applied back to back on every replica. With
+/// WATCHes, the transaction carries the write counts of the watched slots, and every replica
+/// runs it only if they still hold when it is applied.
 fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
     let Some(tx) = conn.tx.take() else {
         return Flow::Next;
     };
+    let watched = std::mem::take(&mut conn.watched_slots);
     let (queued, aborted) = tx.into_parts();
     if aborted {
         reply(conn, |w| w.error(crate::transaction::EXEC_ABORTED));
         return Flow::Next;
     }
     if queued.is_empty() {
-        reply(conn, |w| w.array(0));
+        let versions = &core.shared.slot_versions;
+        let intact = watched.iter().all(|&(slot, n)| versions.get(slot) == n);
+        reply(conn, |w| if intact { w.array(0) } else { w.null_array() });
         return Flow::Next;
     }
     let keyless = queued.iter().find(|(spec, _)| {
@@ -497,7 +514,19 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
         reply(conn, |w| w.error(&message));
         return Flow::Next;
     }
+    if watched
+        .iter()
+        .any(|&(s, _)| routing.partition_of(s) != partition)
+    {
+        reply(conn, |w| {
+            w.error("CROSSSLOT WATCH named keys of another partition than the transaction's")
+        });
+        return Flow::Next;
+    }
     propose(core, conn, idx, partition, slot, |batch, header| {
+        if !watched.is_empty() {
+            batch.push_watch(header, &watched);
+        }
         batch.push_transaction(header, requests.iter().map(|r| r.iter().copied()))
     });
     Flow::Next

@@ -115,6 +115,8 @@ pub struct Conn {
     pub tx: Option<crate::transaction::Transaction>,
     /// The cores holding this connection's WATCHes, one bit each.
     pub watch_cores: u128,
+    /// In a cluster: the slots this connection's WATCHes named, with their write counts.
+    pub watched_slots: Vec<(u16, u64)>,
     pub subscriptions: crate::pubsub::Subscriptions,
     /// The database a SELECT inside the running EXEC chose, taken when EXEC's reply arrives.
     pub db_after_exec: Option<usize>,
@@ -149,6 +151,7 @@ impl Conn {
             over_soft_since: None,
             tx: None,
             watch_cores: 0,
+            watched_slots: Vec::new(),
             subscriptions: Default::default(),
             db_after_exec: None,
         }

@@ -43,6 +43,8 @@ pub struct Shared {
     pub listener: i32,
     /// This node's Raft side, when it is a member of a replicated cluster.
     pub cluster: OnceLock<tessera_cluster::node::Node>,
+    /// Each slot's count of writes applied from the log, for WATCH in a cluster.
+    pub slot_versions: tessera_cluster::replica::SlotVersions,
 }
 
 pub use tessera_storage::clock::unix_ms;
@@ -177,6 +179,7 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
         port: local.port(),
         listener,
         cluster: OnceLock::new(),
+        slot_versions: Default::default(),
     });
     tracing::info!(address = %local, cores, "Tessera is ready to accept connections");
     let mut threads = Vec::with_capacity(cores);

@@ -191,6 +191,7 @@ fn check_and_forget(core: &mut Core, conn_id: u64, now: u64) -> bool {
 /// core that holds some. No reply is awaited: each core drops them before anything it
 /// receives later from this core.
 pub fn forget_watches(core: &mut Core, conn: &mut Conn) {
+    conn.watched_slots.clear();
     let (id, now) = (conn.id, core.now);
     for c in cores_in(std::mem::take(&mut conn.watch_cores)) {
         if c == core.id {

@@ -553,6 +553,7 @@ mod tests {
     #[derive(Default)]
     struct Data {
         store: Mutex<Option<Store>>,
+        versions: replica::SlotVersions,
     }
 
     impl Data {
@@ -567,16 +568,24 @@ mod tests {
 
     impl Applier for Data {
         fn apply(&self, _partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>) {
-            done.send(self.with(|s| batches.iter().map(|b| replica::run(s, b)).collect()));
+            let versions = &self.versions;
+            done.send(self.with(|s| {
+                batches
+                    .iter()
+                    .map(|b| replica::run(s, versions, b))
+                    .collect()
+            }));
         }
 
         fn snapshot(&self, _partition: u32, done: Done<Encode>) {
-            let image = self.with(|s| replica::snapshot(s, 0..SLOT_COUNT as u16, 0));
+            let all = 0..SLOT_COUNT as u16;
+            let image = self.with(|s| replica::snapshot(s, &self.versions, all, 0));
             done.send(Box::new(move || image.encode()));
         }
 
         fn restore(&self, _partition: u32, data: Vec<u8>, done: Done<Result<(), String>>) {
-            done.send(self.with(|s| replica::restore(s, 0..SLOT_COUNT as u16, &data)));
+            let all = 0..SLOT_COUNT as u16;
+            done.send(self.with(|s| replica::restore(s, &self.versions, all, &data)));
         }
 
         fn forget(&self, _partition: u32, done: Done<()>) {
@@ -618,7 +627,8 @@ mod tests {
 
     fn get(data: &Data, key: &[u8]) -> Vec<u8> {
         let batch = Batch::of(Header::new(0, 0), &[b"GET", key]);
-        data.with(|s| replica::run(s, &batch).split_from(0, 1).remove(0))
+        let versions = &data.versions;
+        data.with(|s| replica::run(s, versions, &batch).split_from(0, 1).remove(0))
     }
 
     async fn write(group: &Group, args: &[&[u8]]) -> Vec<u8> {

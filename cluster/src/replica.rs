@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tessera_protocol::command::lookup;
-use tessera_protocol::{Args, ReplyWriter};
+use tessera_protocol::{key_slot, Args, ReplyWriter, SLOT_COUNT};
 use tessera_storage::keyspace::PREFETCH_BATCH;
 use tessera_storage::{dump, Request, Store};
 
@@ -19,7 +20,7 @@ pub struct Header {
     pub seed: u64,
     /// The reply's protocol (the proposing client's); the state does not depend on it.
     pub resp3: bool,
-    /// When above 1: this request and the next `transaction - 1` are a MULTI/EXEC
+    /// When non-zero: this request and the next `transaction - 1` are a MULTI/EXEC
     /// transaction, run together and answered with one array of their replies.
     pub transaction: u32,
     /// Set when the request is not a client's command but the cluster's own.
@@ -37,6 +38,37 @@ pub enum Internal {
     /// The arguments are keys to remove if expired at the request's time: replicas remove
     /// expired keys only when their log says so, so that they agree.
     Expire,
+    /// The arguments are pairs of a slot and its write count: the transaction that follows
+    /// runs only if no write reached those slots since (WATCH in a cluster). It has no reply
+    /// of its own.
+    Watch,
+}
+
+/// How many writes each hash slot has had applied, counted the same on every replica (they
+/// apply the same log, and snapshots carry the counts): what WATCH compares in a cluster,
+/// where a watched key's own history is not replicated. A write to another key of the same
+/// slot fails the watch too, which optimistic transactions retry like any conflict.
+pub struct SlotVersions(Vec<AtomicU64>);
+
+impl Default for SlotVersions {
+    fn default() -> SlotVersions {
+        SlotVersions((0..SLOT_COUNT).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl SlotVersions {
+    pub fn get(&self, slot: u16) -> u64 {
+        self.0[slot as usize].load(Ordering::Acquire)
+    }
+
+    /// Counts a write, once it is applied (a WATCH that reads the new count sees its data).
+    fn bump(&self, slot: u16) {
+        self.0[slot as usize].fetch_add(1, Ordering::Release);
+    }
+
+    fn set(&self, slot: u16, count: u64) {
+        self.0[slot as usize].store(count, Ordering::Release);
+    }
 }
 
 impl Header {
@@ -97,6 +129,22 @@ impl Batch {
             );
         }
         self.replies = before + 1;
+    }
+
+    /// Makes the next transaction conditional on no write having reached `watched` slots
+    /// since they had the given counts.
+    pub fn push_watch(&mut self, header: Header, watched: &[(u16, u64)]) {
+        let header = Header {
+            internal: Internal::Watch,
+            ..header
+        };
+        let numbers: Vec<String> = watched
+            .iter()
+            .flat_map(|&(slot, count)| [slot.to_string(), count.to_string()])
+            .collect();
+        self.push(header, numbers.iter().map(String::as_bytes));
+        // The transaction's reply answers for it.
+        self.replies -= 1;
     }
 
     /// Adds a request that empties `slots` in every database.
@@ -203,17 +251,79 @@ impl Replies {
 /// array; its requests run back to back, so nothing interleaves). The first key of each
 /// group of upcoming requests (in the first one's database, in practice the only one of a
 /// cluster) is prefetched before they run, so their cache misses overlap.
-pub fn run(store: &mut Store, batch: &Batch) -> Replies {
+pub fn run(store: &mut Store, versions: &SlotVersions, batch: &Batch) -> Replies {
     // Applying the log is where a replica may remove expired keys (as every write judges
     // them by its request's time, all replicas remove the same ones at the same point).
     let kept_expired = store.keeps_expired();
     store.set_keeps_expired(false);
-    let replies = run_requests(store, batch);
+    let replies = run_requests(store, versions, batch);
     store.set_keeps_expired(kept_expired);
     replies
 }
 
-fn run_requests(store: &mut Store, batch: &Batch) -> Replies {
+/// Whether every slot of a watch request still has its count.
+fn watch_intact(versions: &SlotVersions, args: &Args) -> bool {
+    let numbers: Vec<Option<u64>> = args
+        .iter()
+        .map(|a| std::str::from_utf8(a).ok()?.parse().ok())
+        .collect();
+    numbers.chunks(2).all(|pair| match pair {
+        [Some(slot), Some(count)] if (*slot as usize) < SLOT_COUNT => {
+            versions.get(*slot as u16) == *count
+        }
+        _ => false,
+    })
+}
+
+/// Runs one request (a client's or the cluster's own) and counts the writes to its slots.
+fn run_one(
+    store: &mut Store,
+    versions: &SlotVersions,
+    header: Header,
+    args: Args,
+    writer: &mut ReplyWriter,
+) {
+    let slot_of = |i: usize| std::str::from_utf8(args.get(i)).ok()?.parse::<u16>().ok();
+    match header.internal {
+        Internal::Flush => match (args.len(), slot_of(0), slot_of(1)) {
+            (2, Some(start), Some(end)) if start <= end && end as usize <= SLOT_COUNT => {
+                clear_slots(store, start..end);
+                (start..end).for_each(|slot| versions.bump(slot));
+                writer.ok();
+            }
+            _ => writer.error("ERR malformed flush"),
+        },
+        Internal::Expire => {
+            // A lookup at the request's time removes each key that has expired by then.
+            let ks = store.db(header.db as usize);
+            for key in args.iter() {
+                _ = ks.touch(key, header.now);
+                versions.bump(key_slot(key));
+            }
+            writer.ok();
+        }
+        // A watch answers for the transaction after it (`run_requests`).
+        Internal::Watch => writer.error("ERR a watch without a transaction"),
+        Internal::None => match (!args.is_empty()).then(|| lookup(args.get(0))).flatten() {
+            Some(spec) => {
+                let req = Request {
+                    spec,
+                    args,
+                    db: header.db as usize,
+                    now: header.now,
+                };
+                store.execute_seeded(&req, Some(header.seed), writer);
+                let first_key = spec.keys_in(&args).next().filter(|_| spec.is_write());
+                if let Some(first) = first_key {
+                    versions.bump(key_slot(args.get(first)));
+                }
+            }
+            _ => writer.error("ERR unknown command"),
+        },
+    }
+}
+
+fn run_requests(store: &mut Store, versions: &SlotVersions, batch: &Batch) -> Replies {
     let spans = batch.spans();
     let mut replies = Replies {
         data: Vec::with_capacity(batch.len() * 8),
@@ -228,6 +338,8 @@ fn run_requests(store: &mut Store, batch: &Batch) -> Replies {
     }
     // Requests still to run in the transaction under way (its reply ends after the last).
     let mut transaction_left = 0u32;
+    // Set by a failed watch: the transaction that follows is skipped (until its last request).
+    let mut skipping = false;
     for group in requests.chunks(PREFETCH_BATCH) {
         let db = group[0].0.db as usize;
         let keys: Vec<&[u8]> = group
@@ -239,43 +351,27 @@ fn run_requests(store: &mut Store, batch: &Batch) -> Replies {
             ks.prefetch(&keys);
         }
         for &(header, spans) in group {
-            let mut writer = ReplyWriter::new(&mut replies.data, header.resp3);
-            if header.transaction > 1 {
-                writer.array(header.transaction as usize);
-                transaction_left = header.transaction;
-            }
             let args = Args::from_spans(&batch.data, spans);
-            let slot_of = |i: usize| std::str::from_utf8(args.get(i)).ok()?.parse::<u16>().ok();
-            if header.internal == Internal::Flush {
-                match (spans.len(), slot_of(0), slot_of(1)) {
-                    (2, Some(start), Some(end)) => {
-                        clear_slots(store, start..end);
-                        writer.ok();
-                    }
-                    _ => writer.error("ERR malformed flush"),
+            if header.internal == Internal::Watch {
+                skipping = !watch_intact(versions, &args);
+                continue;
+            }
+            let mut writer = ReplyWriter::new(&mut replies.data, header.resp3);
+            if header.transaction > 0 {
+                transaction_left = header.transaction;
+                if skipping {
+                    writer.null_array();
+                } else {
+                    writer.array(header.transaction as usize);
                 }
-            } else if header.internal == Internal::Expire {
-                // A lookup at the request's time removes each key that has expired by then.
-                let ks = store.db(header.db as usize);
-                args.iter().for_each(|key| _ = ks.touch(key, header.now));
-                writer.ok();
-            } else {
-                match lookup(args.get(0)) {
-                    Some(spec) if !spans.is_empty() => {
-                        let req = Request {
-                            spec,
-                            args,
-                            db: header.db as usize,
-                            now: header.now,
-                        };
-                        store.execute_seeded(&req, Some(header.seed), &mut writer);
-                    }
-                    _ => writer.error("ERR unknown command"),
-                }
+            }
+            if !skipping {
+                run_one(store, versions, header, args, &mut writer);
             }
             transaction_left = transaction_left.saturating_sub(1);
             if transaction_left == 0 {
                 replies.ends.push(replies.data.len() as u32);
+                skipping = false;
             }
         }
     }
@@ -287,6 +383,8 @@ fn run_requests(store: &mut Store, batch: &Batch) -> Replies {
 #[derive(rkyv::Archive, rkyv::Serialize)]
 pub struct Image {
     records: Vec<Record>,
+    /// Each slot's write count (`SlotVersions`).
+    versions: Vec<(u16, u64)>,
 }
 
 impl Image {
@@ -309,7 +407,7 @@ struct Record {
 }
 
 /// The keys of `slots`, every database, copied out as a snapshot image.
-pub fn snapshot(store: &Store, slots: Range<u16>, now: u64) -> Image {
+pub fn snapshot(store: &Store, versions: &SlotVersions, slots: Range<u16>, now: u64) -> Image {
     let mut records = Vec::new();
     for db in 0..store.databases() {
         let Some(ks) = store.keyspace(db) else {
@@ -326,7 +424,8 @@ pub fn snapshot(store: &Store, slots: Range<u16>, now: u64) -> Image {
             }
         }
     }
-    Image { records }
+    let versions = slots.map(|slot| (slot, versions.get(slot))).collect();
+    Image { records, versions }
 }
 
 /// Removes every key of `slots`, in every database.
@@ -348,12 +447,17 @@ pub fn clear_slots(store: &mut Store, slots: Range<u16>) {
 
 /// Replaces the keys of `slots` with an image's. An image that does not validate changes
 /// nothing and is reported: it comes from a peer or a disk, and must not take the node down.
-pub fn restore(store: &mut Store, slots: Range<u16>, bytes: &[u8]) -> Result<(), String> {
+pub fn restore(
+    store: &mut Store,
+    versions: &SlotVersions,
+    slots: Range<u16>,
+    bytes: &[u8],
+) -> Result<(), String> {
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);
     let image = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(&aligned)
         .map_err(|e| format!("a snapshot that does not validate: {e}"))?;
-    clear_slots(store, slots);
+    clear_slots(store, slots.clone());
     let limits = store.limits;
     for record in image.records.iter() {
         let db = record.db.to_native() as usize;
@@ -365,6 +469,12 @@ pub fn restore(store: &mut Store, slots: Range<u16>, bytes: &[u8]) -> Result<(),
             store.db(db).insert_quietly(entry);
         }
     }
+    for pair in image.versions.iter() {
+        let slot = pair.0.to_native();
+        if slots.contains(&slot) {
+            versions.set(slot, pair.1.to_native());
+        }
+    }
     Ok(())
 }
 
@@ -373,11 +483,16 @@ mod tests {
     use super::*;
     use tessera_protocol::key_slot;
 
+    /// Runs a batch on a replica whose slot write counts nobody watches.
+    fn apply(store: &mut Store, batch: &Batch) -> Replies {
+        run(store, &SlotVersions::default(), batch)
+    }
+
     /// Runs one request; its reply.
     fn run_one(store: &mut Store, db: usize, args: &[&[u8]]) -> Vec<u8> {
         let mut header = Header::new(db, 1);
         header.seed = 7;
-        run(store, &Batch::of(header, args))
+        apply(store, &Batch::of(header, args))
             .split_from(0, 1)
             .remove(0)
     }
@@ -389,13 +504,13 @@ mod tests {
         sadd.extend(members.iter().map(Vec::as_slice));
         let (mut a, mut b) = (Store::new(16), Store::new(16));
         let fill = Batch::of(Header::new(0, 1), &sadd);
-        run(&mut a, &fill);
-        run(&mut b, &fill);
+        apply(&mut a, &fill);
+        apply(&mut b, &fill);
         let mut pops = Batch::default();
         for _ in 0..5 {
             pops.push(Header::new(0, 1), [&b"SPOP"[..], b"s", b"7"]);
         }
-        assert_eq!(run(&mut a, &pops), run(&mut b, &pops));
+        assert_eq!(apply(&mut a, &pops), apply(&mut b, &pops));
         assert_eq!(
             run_one(&mut a, 0, &[b"SMEMBERS", b"s"]),
             run_one(&mut b, 0, &[b"SMEMBERS", b"s"])
@@ -418,7 +533,7 @@ mod tests {
         );
         let copy: Batch = bincode::deserialize(&bytes).unwrap();
         assert_eq!(copy, batch);
-        let replies = run(&mut Store::new(16), &copy);
+        let replies = apply(&mut Store::new(16), &copy);
         assert_eq!(replies.len(), 4);
         assert_eq!(replies.split_from(1, 2), [&b":1\r\n"[..], b"$1\r\nv\r\n"]);
         assert_eq!(replies.split_from(3, 1), [&b"-ERR unknown command\r\n"[..]]);
@@ -436,13 +551,54 @@ mod tests {
         batch.push_transaction(Header::new(0, 1), queued.iter().map(|r| r.iter().copied()));
         batch.push(Header::new(0, 1), [&b"GET"[..], b"k"]);
         assert_eq!((batch.len(), batch.replies()), (5, 3));
-        let replies = run(&mut Store::new(16), &batch);
+        let replies = apply(&mut Store::new(16), &batch);
         assert_eq!(replies.len(), 3);
         assert_eq!(
             replies.split_from(1, 1),
             [&b"*3\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$1\r\n2\r\n"[..]]
         );
         assert_eq!(replies.split_from(2, 1), [&b"$1\r\n2\r\n"[..]]);
+    }
+
+    #[test]
+    fn a_transaction_of_one_command_still_gets_an_array() {
+        let mut batch = Batch::default();
+        let queued: [Vec<&[u8]>; 1] = [vec![b"SET", b"k", b"1"]];
+        batch.push_transaction(Header::new(0, 1), queued.iter().map(|r| r.iter().copied()));
+        let replies = apply(&mut Store::new(16), &batch);
+        assert_eq!(replies.split_from(0, 1), [&b"*1\r\n+OK\r\n"[..]]);
+    }
+
+    #[test]
+    fn a_watched_transaction_runs_only_if_no_write_reached_its_slot() {
+        let (mut store, versions) = (Store::new(16), SlotVersions::default());
+        let slot = key_slot(b"{a}");
+        let write = Batch::of(Header::new(0, 1), &[b"SET", b"{a}k", b"1"]);
+        run(&mut store, &versions, &write);
+        assert_eq!(versions.get(slot), 1);
+        let incr: [Vec<&[u8]>; 1] = [vec![b"INCR", b"{a}k"]];
+        let watched = |count: u64| {
+            let mut batch = Batch::default();
+            batch.push_watch(Header::new(0, 1), &[(slot, count)]);
+            batch.push_transaction(Header::new(0, 1), incr.iter().map(|r| r.iter().copied()));
+            batch.push(Header::new(0, 1), [&b"GET"[..], b"{a}k"]);
+            batch
+        };
+        let intact = run(&mut store, &versions, &watched(1));
+        assert_eq!(
+            intact.split_from(0, 2),
+            [&b"*1\r\n:2\r\n"[..], b"$1\r\n2\r\n"]
+        );
+        // The transaction itself wrote the slot: a watch of the old count now fails.
+        let failed = run(&mut store, &versions, &watched(1));
+        assert_eq!(watched(1).replies(), 2);
+        assert_eq!(failed.split_from(0, 2), [&b"*-1\r\n"[..], b"$1\r\n2\r\n"]);
+        assert_eq!(
+            versions.get(slot),
+            2,
+            "a skipped transaction writes nothing"
+        );
+        assert_eq!(versions.get(key_slot(b"{b}")), 0);
     }
 
     #[test]
@@ -454,7 +610,10 @@ mod tests {
         let slot = key_slot(b"{a}");
         let mut batch = Batch::default();
         batch.push_flush(Header::new(0, 1), slot..slot + 1);
-        assert_eq!(run(&mut store, &batch).split_from(0, 1), [&b"+OK\r\n"[..]]);
+        assert_eq!(
+            apply(&mut store, &batch).split_from(0, 1),
+            [&b"+OK\r\n"[..]]
+        );
         assert_eq!(
             run_one(&mut store, 0, &[b"EXISTS", b"{a}k", b"{b}k"]),
             b":1\r\n"
@@ -468,7 +627,7 @@ mod tests {
         store.set_keeps_expired(true);
         let mut header = Header::new(0, 1000);
         header.seed = 7;
-        run(
+        apply(
             &mut store,
             &Batch::of(header, &[b"SET", b"k", b"v", b"PX", b"100"]),
         );
@@ -494,7 +653,7 @@ mod tests {
         assert_eq!(expired, [Box::from(&b"k"[..])]);
         let mut batch = Batch::default();
         batch.push_expire(Header::new(0, 1050), &expired);
-        run(&mut store, &batch);
+        apply(&mut store, &batch);
         assert_eq!(
             store.keyspace(0).unwrap().len(),
             1,
@@ -502,7 +661,7 @@ mod tests {
         );
         let mut batch = Batch::default();
         batch.push_expire(Header::new(0, 2000), &expired);
-        run(&mut store, &batch);
+        apply(&mut store, &batch);
         assert_eq!(store.keyspace(0).unwrap().len(), 0);
         assert!(store.keeps_expired());
     }
@@ -519,11 +678,16 @@ mod tests {
             run_one(&mut store, 3, args);
         }
         let slot = key_slot(b"{a}");
-        let image = snapshot(&store, slot..slot + 1, 1).encode();
+        let versions = SlotVersions::default();
+        versions.set(slot, 4);
+        versions.set(slot + 1, 9);
+        let image = snapshot(&store, &versions, slot..slot + 1, 1).encode();
         let mut copy = Store::new(16);
         run_one(&mut copy, 3, &[b"SET", b"{a}stale", b"x"]);
         run_one(&mut copy, 3, &[b"SET", b"{b}kept", b"x"]);
-        restore(&mut copy, slot..slot + 1, &image).unwrap();
+        let restored = SlotVersions::default();
+        restore(&mut copy, &restored, slot..slot + 1, &image).unwrap();
+        assert_eq!((restored.get(slot), restored.get(slot + 1)), (4, 0));
         for args in [
             &[&b"GET"[..], b"{a}s"][..],
             &[b"LRANGE", b"{a}l", b"0", b"-1"],
@@ -538,7 +702,12 @@ mod tests {
             );
         }
         assert_eq!(run_one(&mut copy, 3, &[b"GET", b"{b}kept"]), b"$1\r\nx\r\n");
-        let broken = restore(&mut copy, slot..slot + 1, &image[..image.len() - 3]);
+        let broken = restore(
+            &mut copy,
+            &restored,
+            slot..slot + 1,
+            &image[..image.len() - 3],
+        );
         assert!(broken.is_err());
         assert_eq!(
             run_one(&mut copy, 3, &[b"GET", b"{a}s"]),

@@ -276,8 +276,7 @@ def test_transactions_on_one_slot_run_atomically_on_its_leader(cluster):
         while len(got) < len(expected):
             got += s.recv(4096)
         assert got == expected
-    with pytest.raises(redis.ResponseError, match="not supported in cluster mode"):
-        client.execute_command("WATCH", "{t}a")
+    assert client.pipeline(transaction=True).set("{t}one", 1).execute() == [True]
     # Eight clients incrementing one counter in transactions lose nothing.
     def bump():
         c = redis.Redis(host="127.0.0.1", port=leader, socket_timeout=10, protocol=2)
@@ -289,6 +288,80 @@ def test_transactions_on_one_slot_run_atomically_on_its_leader(cluster):
     [t.join() for t in threads]
     assert client.get("{t}n") == b"800"
     client.close()
+
+
+def test_watch_makes_a_transaction_conditional_on_its_slot_on_every_replica(cluster):
+    owners = slot_map(cluster.nodes[0].port)
+    leader = owners[key_slot("{w}")]
+    client = redis.Redis(host="127.0.0.1", port=leader, socket_timeout=10, protocol=2)
+    other = redis.Redis(host="127.0.0.1", port=leader, socket_timeout=10, protocol=2)
+    client.set("{w}k", 1)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.watch("{w}k")
+        assert pipe.get("{w}k") == b"1"
+        pipe.multi()
+        pipe.set("{w}k", 2)
+        assert pipe.execute() == [True]
+    with client.pipeline(transaction=True) as pipe:
+        pipe.watch("{w}k")
+        other.set("{w}k", 3)  # a write after WATCH fails the transaction
+        pipe.multi()
+        pipe.set("{w}k", 4)
+        pipe.set("{w}ghost", 1)
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert client.get("{w}k") == b"3" and client.get("{w}ghost") is None
+    # Every replica skipped it too: they hold the same keys of the slot as the leader.
+    client.set("{w}after", 1)
+    slot = key_slot("{w}")
+    deadline = time.time() + 5
+    while True:
+        counts = [command(n.port, "CLUSTER", "COUNTKEYSINSLOT", slot) for n in cluster.nodes]
+        if counts == [2] * len(cluster.nodes) or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert counts == [2] * len(cluster.nodes), counts
+    # UNWATCH forgets the watch.
+    client.execute_command("WATCH", "{w}k")
+    other.set("{w}k", 5)
+    client.execute_command("UNWATCH")
+    assert client.pipeline(transaction=True).set("{w}k", 6).execute() == [True]
+    # WATCH of keys elsewhere is refused: on another node, or another partition.
+    slot_elsewhere, elsewhere = next((s, p) for s, p in owners.items() if p != leader)
+    key_elsewhere = next(f"k{i}" for i in range(100000) if key_slot(f"k{i}") == slot_elsewhere)
+    with pytest.raises(redis.exceptions.MovedError) as moved:
+        client.execute_command("WATCH", key_elsewhere)
+    assert str(moved.value).endswith(f":{elsewhere}")
+    here = [s for s, p in owners.items() if p == leader and s // 256 != key_slot("{w}") // 256]
+    key_here = next(f"k{i}" for i in range(100000) if key_slot(f"k{i}") == here[0])
+    client.execute_command("WATCH", key_here)
+    with pytest.raises(redis.ResponseError, match="WATCH named keys of another partition"):
+        client.pipeline(transaction=True).set("{w}k", 7).execute()
+    client.execute_command("UNWATCH")
+    # Optimistic increments by four clients, retried on conflicts, lose none and add none.
+    client.set("{w}n", 0)
+
+    def add(times):
+        c = redis.Redis(host="127.0.0.1", port=leader, socket_timeout=10, protocol=2)
+        for _ in range(times):
+            while True:
+                with c.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch("{w}n")
+                        n = int(pipe.get("{w}n"))
+                        pipe.multi()
+                        pipe.set("{w}n", n + 1)
+                        pipe.execute()
+                        break
+                    except redis.WatchError:
+                        continue
+        c.close()
+    threads = [threading.Thread(target=add, args=(25,)) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert client.get("{w}n") == b"100"
+    client.close()
+    other.close()
 
 
 def test_blocking_pops_wait_for_a_write_and_replicate_the_pop(cluster):
