@@ -255,13 +255,22 @@ fn run_on(shared: &Shared, core: usize, work: impl FnOnce(&mut Core) + Send + 's
     shared.mailboxes[core].push_external(Msg::Run(Box::new(work)));
 }
 
+/// Where a request for `slot` goes: `-ASK` when this node is a replica its partition is
+/// moving away from (the slot is leaving it, as a migrating slot leaves a Redis node: the
+/// client asks the leader this once), `-MOVED` otherwise.
+fn redirect(slot: u16, leader: Option<u64>, routing: &Routing) -> String {
+    let partition = routing.partition_of(slot);
+    let leaving = routing.moving(partition)
+        && routing.voters(partition).contains(&routing.me)
+        && !routing.target(partition).contains(&routing.me);
+    match leader.and_then(|id| routing.member(id)) {
+        Some(m) if leaving => format!("ASK {slot} {}", m.client),
+        _ => moved(slot, leader, routing),
+    }
+}
+
 fn moved(slot: u16, leader: Option<u64>, routing: &Routing) -> String {
     match leader.and_then(|id| routing.member(id)) {
-        // While a partition's replicas move, its leader may be one the cluster has not yet
-        // recorded for it: the client asks there this once, as while Redis migrates a slot.
-        Some(m) if routing.moving(routing.partition_of(slot)) => {
-            format!("ASK {slot} {}", m.client)
-        }
         Some(m) => format!("MOVED {slot} {}", m.client),
         None => "CLUSTERDOWN The cluster is down: the partition has no leader".into(),
     }
@@ -333,7 +342,7 @@ pub fn route(
         match forward_to {
             Some(address) => forward(core, conn, idx, &address, spec, args),
             None => {
-                let message = moved(slot, leader, routing);
+                let message = redirect(slot, leader, routing);
                 reply(conn, |w| w.error(&message));
             }
         }
@@ -608,7 +617,7 @@ fn submit_then(
 /// The error a client gets for a proposal its group did not apply.
 fn refused(refusal: Refusal, slot: u16, routing: &Routing) -> Vec<u8> {
     let message = match refusal {
-        Refusal::NotLeader(leader) => moved(slot, leader, routing),
+        Refusal::NotLeader(leader) => redirect(slot, leader, routing),
         Refusal::Unknown => "UNCERTAIN leadership changed before the write committed: it may or may not have been applied".into(),
     };
     error_reply(&message)
@@ -745,6 +754,12 @@ fn roster_text(node: &Node) -> String {
         let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
         ids.join(",")
     };
+    let group = routing.roster_group();
+    let leader = routing.leader(group).map_or("-".into(), |l| l.to_string());
+    text.push_str(&format!(
+        "roster leader {leader} voters {}\n",
+        ids(&routing.voters(group))
+    ));
     let mut moving = 0;
     for p in 0..routing.partitions {
         let target = roster.target(p, routing.replicas);
@@ -1012,8 +1027,12 @@ fn shards(routing: &Routing, w: &mut ReplyWriter) {
         w.int(i64::from(slots.start));
         w.int(i64::from(slots.end - 1));
         w.bulk(b"nodes");
-        let members: Vec<Member> = routing
-            .voters(p)
+        let mut replicas = routing.voters(p);
+        if replicas.is_empty() {
+            // No leader has reported yet: placement's choice stands in.
+            replicas = routing.target(p);
+        }
+        let members: Vec<Member> = replicas
             .into_iter()
             .filter_map(|id| routing.member(id))
             .collect();

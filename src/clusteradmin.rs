@@ -10,6 +10,8 @@ use tessera_cluster::routing::Member;
 
 /// How long `--wait` waits for partitions to reach their new replicas.
 const MOVE_WAIT: Duration = Duration::from_secs(120);
+/// The longest reply read: a roster of thousands of members fits many times over.
+const MAX_REPLY: usize = 64 << 20;
 /// How long a joining node keeps asking its seed for the member list.
 const JOIN_WAIT: Duration = Duration::from_secs(30);
 
@@ -35,13 +37,15 @@ pub fn request(address: &str, args: &[&str]) -> Result<String, String> {
         .read_line(&mut line)
         .map_err(|e| format!("{address}: {e}"))?;
     let line = line.trim_end();
-    match line.split_at(line.len().min(1)) {
-        ("+", text) => Ok(text.to_string()),
-        ("-", text) => Err(text.to_string()),
-        ("$", len) => {
+    match (line.get(..1), line.get(1..)) {
+        (Some("+"), Some(text)) => Ok(text.to_string()),
+        (Some("-"), Some(text)) => Err(text.to_string()),
+        (Some("$"), Some(len)) => {
             let len: usize = len
                 .parse()
-                .map_err(|_| format!("{address}: no reply ({line})"))?;
+                .ok()
+                .filter(|&n| n <= MAX_REPLY)
+                .ok_or_else(|| format!("{address}: no reply ({line})"))?;
             let mut body = vec![0; len + 2];
             reader
                 .read_exact(&mut body)
@@ -75,13 +79,18 @@ fn parse_roster(text: &str) -> Result<Joined, String> {
             _ => {}
         }
     }
+    let usable = |p: u32| p > 0 && p as usize <= tessera_protocol::SLOT_COUNT;
     match (partitions, replicas) {
-        (Some(partitions), Some(replicas)) if !members.is_empty() => Ok(Joined {
-            members,
-            partitions,
-            replicas,
-        }),
-        _ => Err("the seed's member list is incomplete".into()),
+        (Some(partitions), Some(replicas))
+            if usable(partitions) && replicas > 0 && !members.is_empty() =>
+        {
+            Ok(Joined {
+                members,
+                partitions,
+                replicas,
+            })
+        }
+        _ => Err("the seed's member list is incomplete or malformed".into()),
     }
 }
 
@@ -203,6 +212,7 @@ mod tests {
         assert_eq!(ids, [1, 4]);
         assert_eq!(joined.members[1].raft, "127.0.0.1:17004");
         assert!(parse_roster("partitions 4\n").is_err());
+        assert!(parse_roster(&ROSTER.replace("partitions 4", "partitions 0")).is_err());
     }
 
     #[test]

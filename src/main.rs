@@ -189,6 +189,20 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
         }
         (Some(node_id), None, Some(seed)) => {
             let joined = tessera::clusteradmin::fetch_roster(seed)?;
+            let member = joined.members.iter().any(|m| m.id == node_id);
+            let dir = cli
+                .dir
+                .clone()
+                .unwrap_or_else(|| format!("tessera-node-{node_id}"));
+            let has_data = durability != Some(Durability::Memory)
+                && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+            if member && !has_data {
+                // An empty node taking a member's place would vote without the member's log.
+                return Err(format!(
+                    "node {node_id} is a member already; remove it first \
+                     (tessera cluster remove-node) or join with a new id"
+                ));
+            }
             (partitions, replicas) = (joined.partitions, joined.replicas);
             let durability = durability.unwrap_or(Durability::Fsync);
             (node_id, joined.members, durability, false)

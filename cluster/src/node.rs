@@ -7,7 +7,7 @@ use crate::forward::{Forwarder, Job};
 use crate::group::{Applier, LogStore, Partition, StateMachine};
 use crate::placement::NodeId;
 use crate::replica::Batch;
-use crate::roster::{Change, Roster, RosterApplier, RosterState};
+use crate::roster::{self, Change, Roster, RosterApplier, RosterState};
 use crate::routing::{Led, Member, Routing};
 use crate::snapshots::SnapshotFiles;
 use crate::transport::{GroupNetwork, Transport};
@@ -116,6 +116,17 @@ struct Groups {
     creator: bool,
 }
 
+/// A group's move from its current membership to its target.
+struct MembershipChange {
+    group: u32,
+    /// Its nodes now, voters and learners.
+    known: BTreeSet<NodeId>,
+    /// Its voters now.
+    serving: BTreeSet<NodeId>,
+    voters: BTreeSet<NodeId>,
+    learners: BTreeSet<NodeId>,
+}
+
 struct Running {
     group: Raft<Partition>,
     machine: StateMachine,
@@ -137,9 +148,19 @@ impl Node {
             .thread_name("tessera-raft")
             .enable_all()
             .build()?;
-        let mut start_up = Roster::default();
-        start_up.apply(Change::Create(settings.members.clone()));
-        let roster = RosterState::new(start_up.clone());
+        // A restarted node starts from the roster it knew last, not the command line's.
+        let roster_file = settings
+            .dir
+            .as_ref()
+            .filter(|_| settings.durability != Durability::Memory)
+            .map(|dir| dir.join(ROSTER_FILE));
+        let kept = roster_file.as_deref().and_then(roster::load);
+        let start_up = kept.clone().unwrap_or_else(|| {
+            let mut listed = Roster::default();
+            listed.apply(Change::Create(settings.members.clone()));
+            listed
+        });
+        let roster = RosterState::new(start_up.clone(), roster_file);
         let routing = Arc::new(Routing::new(
             settings.me,
             &start_up,
@@ -159,6 +180,17 @@ impl Node {
             ..Config::default()
         };
         let (wals, recovered, files) = open_logs(&settings)?;
+        // Groups are created only on a node with nothing on disk: a node that held a
+        // partition and let it go must not create it afresh on a restart.
+        let fresh = kept.is_none()
+            && recovered.is_empty()
+            && files
+                .as_ref()
+                .is_none_or(|f| (0..=settings.partitions).all(|g| !f.has(g)));
+        let create = settings.bootstrap && fresh;
+        if settings.bootstrap && !fresh {
+            tracing::info!("the data directory has a cluster's state: --bootstrap is ignored");
+        }
         let mut core_of = settings.core_of.clone();
         core_of.push(0);
         let groups = Arc::new(Groups {
@@ -176,7 +208,7 @@ impl Node {
             running: Mutex::default(),
             proposers: RwLock::default(),
             moves: Mutex::default(),
-            creator: settings.bootstrap,
+            creator: create,
         });
         runtime.block_on(async {
             let listener = TcpListener::bind(&settings.listen).await?;
@@ -185,7 +217,7 @@ impl Node {
             for group in groups.held_at_start() {
                 let raft = groups.start_group(group).await?;
                 let voters = routing.target(group);
-                if settings.bootstrap && voters.first() == Some(&settings.me) {
+                if create && voters.first() == Some(&settings.me) {
                     let voters: BTreeMap<NodeId, BasicNode> = voters
                         .iter()
                         .filter_map(|id| start_up.members.get(id))
@@ -281,7 +313,12 @@ fn open_logs(settings: &Settings) -> std::io::Result<Logs> {
     Ok((wals, recovered, Some(Arc::new(files))))
 }
 
-/// Membership changes one node runs at once.
+/// The file in a node's data directory holding its copy of the roster.
+const ROSTER_FILE: &str = "roster.bin";
+/// How far (in entries) a new replica may trail its leader's log when it becomes a voter.
+const CAUGHT_UP_WITHIN: u64 = 64;
+
+/// Membership changes of partitions one node runs at once (the roster's group has its own).
 const MOVES_AT_ONCE: usize = 4;
 /// How long a membership change may take before it is given up (and tried again).
 const MOVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -366,14 +403,16 @@ impl Groups {
         self.transport.unhost(group);
         self.routing.set_hosted(group, false);
         let _ = running.group.shutdown().await;
-        if let Some(wal) = self.wals.get(&self.core_of[group as usize]) {
-            wal.write(Record::Forget(group), None);
-        }
+        // The snapshot goes first: one left behind a forgotten log would be loaded again.
         if let Err(e) = running.machine.forget().await {
             tracing::warn!(
                 group,
                 "could not delete the snapshot of a moved partition: {e}"
             );
+            return;
+        }
+        if let Some(wal) = self.wals.get(&self.core_of[group as usize]) {
+            wal.write(Record::Forget(group), None);
         }
         tracing::info!(group, "the partition moved away from this node");
     }
@@ -401,6 +440,9 @@ impl Groups {
                 let change = Change::Create(roster.members.values().cloned().collect());
                 self.submit_quietly(change);
             }
+            // Until the roster is the group's, it may be stale: nothing is moved or dropped
+            // on its word (starting a group that turns out unneeded costs nothing).
+            let settled = self.roster.settled();
             for partition in 0..self.routing.partitions {
                 let wanted = self.routing.target(partition).contains(&self.me);
                 let running = self.running(partition).is_some();
@@ -408,26 +450,40 @@ impl Groups {
                     if let Err(e) = self.start_group(partition).await {
                         tracing::error!(partition, "cannot start a partition's group: {e}");
                     }
-                } else if !wanted && running && self.released(partition) {
+                } else if !wanted && running && settled && self.released(partition) {
                     self.stop_group(partition).await;
                 }
             }
-            for group in 0..=self.routing.partitions {
-                if self.routing.leader(group) == Some(self.me) {
-                    self.move_if_needed(group);
+            if settled {
+                // The roster's group first: a joining node learns the roster through it.
+                let groups = std::iter::once(self.roster_group()).chain(0..self.routing.partitions);
+                for group in groups {
+                    if self.routing.leader(group) == Some(self.me) {
+                        self.move_if_needed(group);
+                    }
                 }
             }
-            if leads_roster && self.roster.settled() {
+            if leads_roster && settled {
                 self.forget_drained(&roster);
             }
         }
     }
 
-    /// Whether the partition's leader reports voters without this node: the change that
-    /// removed it is committed, so nothing here is needed any more.
+    /// Whether a leader reports committed voters without this node, by a membership at
+    /// least as recent as the latest this node has seen: the change that removed it is
+    /// committed, and no later one (that might include it again) is under way here.
     fn released(&self, partition: u32) -> bool {
-        let voters = self.routing.voters(partition);
-        !voters.is_empty() && !voters.contains(&self.me)
+        let (voters, since) = self.routing.reported(partition);
+        let Some(group) = self.running(partition) else {
+            return false;
+        };
+        let latest = group
+            .metrics()
+            .borrow()
+            .membership_config
+            .log_id()
+            .map_or(0, |l| l.index);
+        !voters.is_empty() && !voters.contains(&self.me) && since >= latest
     }
 
     /// Proposes a roster change whose outcome nobody waits for (it is retried if lost).
@@ -441,10 +497,10 @@ impl Groups {
         }
     }
 
-    /// Proposes to forget leaving members no partition has as a voter any more.
+    /// Proposes to forget leaving members no group has as a voter any more.
     fn forget_drained(&self, roster: &Roster) {
         for &leaving in &roster.leaving {
-            let drained = (0..self.routing.partitions).all(|p| {
+            let drained = (0..=self.routing.partitions).all(|p| {
                 let voters = self.routing.voters(p);
                 !voters.is_empty() && !voters.contains(&leaving)
             });
@@ -481,17 +537,22 @@ impl Groups {
         }
         {
             let mut moves = lock(&self.moves);
-            if moves.len() >= MOVES_AT_ONCE || !moves.insert(group) {
+            let roster_group = self.roster_group();
+            let busy = moves.iter().filter(|&&g| g != roster_group).count();
+            if (group != roster_group && busy >= MOVES_AT_ONCE) || !moves.insert(group) {
                 return;
             }
         }
-        let known: BTreeSet<NodeId> = current.nodes().map(|(id, _)| *id).collect();
+        let change = MembershipChange {
+            group,
+            known: current.nodes().map(|(id, _)| *id).collect(),
+            serving: current.voter_ids().collect(),
+            voters,
+            learners,
+        };
         let groups = self.clone();
         tokio::spawn(async move {
-            let moved = tokio::time::timeout(
-                MOVE_TIMEOUT,
-                groups.change_membership(&raft, group, known, voters, learners),
-            );
+            let moved = tokio::time::timeout(MOVE_TIMEOUT, groups.change_membership(&raft, change));
             match moved.await {
                 Ok(Ok(())) => tracing::info!(group, "the group reached its target replicas"),
                 Ok(Err(e)) => tracing::info!(group, "moving the group failed for now: {e}"),
@@ -506,24 +567,32 @@ impl Groups {
     async fn change_membership(
         &self,
         raft: &Raft<Partition>,
-        group: u32,
-        known: BTreeSet<NodeId>,
-        voters: BTreeSet<NodeId>,
-        learners: BTreeSet<NodeId>,
+        change: MembershipChange,
     ) -> Result<(), String> {
+        let MembershipChange {
+            group,
+            known,
+            serving,
+            voters,
+            learners,
+        } = change;
         for &id in voters.union(&learners).filter(|id| !known.contains(id)) {
             let member = self
                 .routing
                 .member(id)
                 .ok_or_else(|| format!("node {id} is not a member"))?;
-            let catch_up = voters.contains(&id);
-            raft.add_learner(id, BasicNode::new(&member.raft), catch_up)
+            raft.add_learner(id, BasicNode::new(&member.raft), false)
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(group, node = id, "added a learner");
         }
-        // Removed voters of the roster's group stay on as learners while they are members.
-        let keep_as_learners = group == self.roster_group();
+        for &id in voters.difference(&serving) {
+            caught_up(raft, id).await?;
+        }
+        // Removed voters of the roster's group stay on as learners while they are members,
+        // but not this node: a leader that is only a learner would lead unseen (followers
+        // take no leader that is not a voter), so it leaves and is added back as a learner.
+        let keep_as_learners = group == self.roster_group() && voters.contains(&self.me);
         raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), keep_as_learners)
             .await
             .map_err(|e| e.to_string())?;
@@ -551,14 +620,19 @@ impl Groups {
             let led: Vec<Led> = lock(&self.running)
                 .iter()
                 .filter(|(&group, _)| self.routing.leader(group) == Some(self.me))
-                .map(|(&group, running)| Led {
-                    group,
-                    leader: self.me,
-                    voters: running.machine.membership().voter_ids().collect(),
+                .map(|(&group, running)| {
+                    let membership = running.machine.membership();
+                    Led {
+                        group,
+                        leader: self.me,
+                        voters: membership.voter_ids().collect(),
+                        since: membership.log_id().map_or(0, |l| l.index),
+                    }
                 })
                 .collect();
             for led in &led {
-                self.routing.set_voters(led.group, led.voters.clone());
+                self.routing
+                    .set_voters(led.group, led.voters.clone(), led.since);
             }
             self.transport.announce(led);
         }
@@ -666,4 +740,33 @@ async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceive
 /// Tells every submission of an entry why it was not applied.
 fn refuse(waiting: Vec<(usize, WhenDone)>, refusal: Refusal) {
     waiting.into_iter().for_each(|(_, done)| done(Err(refusal)));
+}
+
+/// Waits until node `id` holds the leader's log up to where it was when asked (within
+/// `CAUGHT_UP_WITHIN` entries), as the leader last heard from it.
+async fn caught_up(raft: &Raft<Partition>, id: NodeId) -> Result<(), String> {
+    let target = {
+        let metrics = raft.metrics();
+        let last = metrics.borrow().last_log_index.unwrap_or(0);
+        last.saturating_sub(CAUGHT_UP_WITHIN)
+    };
+    let mut metrics = raft.metrics();
+    loop {
+        let matched = {
+            let m = metrics.borrow_and_update();
+            if m.id == id {
+                return Ok(());
+            }
+            let Some(replication) = &m.replication else {
+                return Err("this node no longer leads the group".into());
+            };
+            replication.get(&id).cloned().flatten().map(|l| l.index)
+        };
+        if matched.is_some_and(|index| index >= target) {
+            return Ok(());
+        }
+        if metrics.changed().await.is_err() {
+            return Err("the group stopped".into());
+        }
+    }
 }

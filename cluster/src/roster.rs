@@ -13,6 +13,7 @@ use crate::replica::{Batch, Header, Replies};
 use crate::routing::Member;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -59,8 +60,9 @@ impl Roster {
                 self.leaving.remove(&member.id);
                 self.members.insert(member.id, member);
             }
+            // The last active member stays: someone must hold the partitions.
             Change::Remove(id) => {
-                if self.members.contains_key(&id) {
+                if self.members.contains_key(&id) && self.active() != BTreeSet::from([id]) {
                     self.leaving.insert(id);
                 }
             }
@@ -108,15 +110,32 @@ pub struct RosterState {
     /// The roster, and whether it came from the group (rather than from start-up).
     roster: Mutex<(Roster, bool)>,
     changes: watch::Sender<u64>,
+    /// Where the node keeps a copy, to start from after a restart (a member list given on
+    /// the command line goes stale as members come and go).
+    file: Option<PathBuf>,
+}
+
+/// The copy of the roster a node kept in `file`, if any.
+pub fn load(file: &Path) -> Option<Roster> {
+    let bytes = std::fs::read(file).ok()?;
+    bincode::deserialize(&bytes).ok()
+}
+
+fn save(file: &Path, roster: &Roster) -> std::io::Result<()> {
+    let bytes = bincode::serialize(roster).map_err(std::io::Error::other)?;
+    let temporary = file.with_extension("tmp");
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, file)
 }
 
 impl RosterState {
-    /// Starts from `initial`: the members a node was started with (or was told of when
-    /// joining), until its roster group has applied the cluster's own.
-    pub fn new(initial: Roster) -> Arc<RosterState> {
+    /// Starts from `initial`: the members a node was started with, knew before a restart, or
+    /// was told of when joining, until its roster group has applied the cluster's own.
+    pub fn new(initial: Roster, file: Option<PathBuf>) -> Arc<RosterState> {
         Arc::new(RosterState {
             roster: Mutex::new((initial, false)),
             changes: watch::Sender::new(0),
+            file,
         })
     }
 
@@ -141,6 +160,11 @@ impl RosterState {
             *roster = (Roster::default(), true);
         }
         update(&mut roster.0);
+        if let Some(file) = &self.file {
+            if let Err(e) = save(file, &roster.0) {
+                tracing::warn!(file = %file.display(), "cannot keep a copy of the roster: {e}");
+            }
+        }
         drop(roster);
         self.changes.send_modify(|n| *n += 1);
     }
@@ -217,6 +241,14 @@ mod tests {
         );
         roster.apply(Change::Forget(2));
         assert!(!roster.members.contains_key(&2));
+        roster.apply(Change::Remove(1));
+        roster.apply(Change::Remove(4));
+        roster.apply(Change::Remove(3));
+        assert_eq!(
+            roster.active(),
+            BTreeSet::from([3]),
+            "the last member stays"
+        );
         assert!(roster
             .describe_members()
             .contains("member 4 127.0.0.1:7004"));
@@ -226,7 +258,8 @@ mod tests {
     fn the_applier_replays_changes_over_the_start_up_roster_and_restores_snapshots() {
         let mut start_up = Roster::default();
         start_up.apply(Change::Create(vec![member(1), member(7)]));
-        let state = RosterState::new(start_up);
+        let file = std::env::temp_dir().join(format!("tessera-roster-{}", std::process::id()));
+        let state = RosterState::new(start_up, Some(file.clone()));
         assert!(!state.settled());
         let applier = RosterApplier(state.clone());
         let (done, _replies) = crate::group::done_pair();
@@ -237,10 +270,12 @@ mod tests {
         applier.apply(64, batches, done);
         assert_eq!(state.current().active(), BTreeSet::from([1, 2]));
         assert!(state.settled());
+        assert_eq!(load(&file), Some(state.current()), "kept for restarts");
+        let _ = std::fs::remove_file(&file);
         let (done, mut encoded) = crate::group::done_pair();
         applier.snapshot(64, done);
         let bytes = encoded.try_recv().expect("answered at once")();
-        let other = RosterState::new(Roster::default());
+        let other = RosterState::new(Roster::default(), None);
         let (done, mut restored) = crate::group::done_pair();
         RosterApplier(other.clone()).restore(64, bytes, done);
         assert_eq!(restored.try_recv(), Ok(Ok(())));

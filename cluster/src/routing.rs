@@ -38,9 +38,10 @@ pub struct Routing {
     /// Every member, leaving ones too (they still lead partitions until those move).
     members: RwLock<Vec<Member>>,
     /// Per group (the partitions, then the roster group): the voters placement wants, and
-    /// the voters its leader last reported (empty until known).
+    /// the committed voters its leaders reported, with the log index of that membership (the
+    /// highest seen wins; empty until known).
     targets: RwLock<Vec<Vec<NodeId>>>,
-    voters: RwLock<Vec<Vec<NodeId>>>,
+    voters: RwLock<Vec<(Vec<NodeId>, u64)>>,
     /// Whether a group's voters differ from its target: it is moving.
     moving: Vec<AtomicBool>,
     /// Whether this node runs the group.
@@ -50,12 +51,14 @@ pub struct Routing {
     leases: Vec<AtomicU64>,
 }
 
-/// A group's leader and voters, as the leader reports them to its peers.
+/// A group's leader and committed voters, as the leader reports them to its peers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Led {
     pub group: u32,
     pub leader: NodeId,
     pub voters: Vec<NodeId>,
+    /// The log index of the membership entry that made them the voters.
+    pub since: u64,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -76,7 +79,7 @@ impl Routing {
             replicas,
             members: RwLock::default(),
             targets: RwLock::new(vec![Vec::new(); groups]),
-            voters: RwLock::new(vec![Vec::new(); groups]),
+            voters: RwLock::new(vec![(Vec::new(), 0); groups]),
             moving: (0..groups).map(|_| AtomicBool::new(false)).collect(),
             hosted: (0..groups).map(|_| AtomicBool::new(false)).collect(),
             leaders: (0..groups).map(|_| AtomicU64::new(NO_LEADER)).collect(),
@@ -103,7 +106,7 @@ impl Routing {
     /// A group is moving once its voters are known and are not the target's nodes.
     fn note_moving(&self, group: u32) {
         let g = group as usize;
-        let mut voters = read(&self.voters)[g].clone();
+        let mut voters = read(&self.voters)[g].0.clone();
         let mut target = read(&self.targets)[g].clone();
         voters.sort_unstable();
         target.sort_unstable();
@@ -141,8 +144,13 @@ impl Routing {
         read(&self.targets)[group as usize].clone()
     }
 
-    /// The group's voters as last reported by its leader (empty until known).
+    /// The group's committed voters as its leaders reported them (empty until known).
     pub fn voters(&self, group: u32) -> Vec<NodeId> {
+        read(&self.voters)[group as usize].0.clone()
+    }
+
+    /// `voters`, with the log index of the membership entry they come from.
+    pub fn reported(&self, group: u32) -> (Vec<NodeId>, u64) {
         read(&self.voters)[group as usize].clone()
     }
 
@@ -168,9 +176,17 @@ impl Routing {
         self.leaders[g].store(leader.unwrap_or(NO_LEADER), Ordering::Release);
     }
 
-    /// Records a group's voters, as its leader (this node or a peer) reports them.
-    pub(crate) fn set_voters(&self, group: u32, voters: Vec<NodeId>) {
-        write(&self.voters)[group as usize] = voters;
+    /// Records a group's committed voters, as a leader (this node or a peer) reports them,
+    /// unless a later membership was reported already (a deposed leader may still report).
+    pub(crate) fn set_voters(&self, group: u32, voters: Vec<NodeId>, since: u64) {
+        {
+            let mut all = write(&self.voters);
+            let known = &mut all[group as usize];
+            if !known.0.is_empty() && known.1 > since {
+                return;
+            }
+            *known = (voters, since);
+        }
         self.note_moving(group);
     }
 
@@ -184,7 +200,7 @@ impl Routing {
             if !self.hosts(led.group) {
                 self.set_leader(led.group, Some(led.leader), 0);
             }
-            self.set_voters(led.group, led.voters.clone());
+            self.set_voters(led.group, led.voters.clone(), led.since);
         }
     }
 
