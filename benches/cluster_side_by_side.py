@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -151,20 +152,26 @@ def run(args):
     return runs
 
 
+def load_cluster(args, workdir, keys):
+    """A fresh 3-node fsync cluster (with forwarding) holding `keys` keys loaded through node 1."""
+    servers, base, _ = start_tessera_cluster(args, workdir, "fsync", "--cluster-forwarding")
+    log(f"loading {keys:,} keys through node 1 (forwarding)")
+    proc = subprocess.Popen(["redis-cli", "-h", HOST, "-p", str(base), "--pipe"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for chunk in resp_chunks(keys, args.data_size):
+        proc.stdin.write(chunk)
+    proc.stdin.close()
+    out = proc.stdout.read().decode(errors="replace")
+    if proc.wait() != 0 or "errors: 0" not in out:
+        raise BenchError(f"loading failed:\n{out}")
+    return servers, base
+
+
 def restart_time(args):
     """Seconds a killed node holding --restart-keys keys takes to serve again."""
     with tempfile.TemporaryDirectory(prefix="tessera-cluster-restart-") as workdir:
         try:
-            servers, base, _ = start_tessera_cluster(args, workdir, "fsync", "--cluster-forwarding")
-            log(f"loading {args.restart_keys:,} keys through node 1 (forwarding)")
-            proc = subprocess.Popen(["redis-cli", "-h", HOST, "-p", str(base), "--pipe"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            for chunk in resp_chunks(args.restart_keys, args.data_size):
-                proc.stdin.write(chunk)
-            proc.stdin.close()
-            out = proc.stdout.read().decode(errors="replace")
-            if proc.wait() != 0 or "errors: 0" not in out:
-                raise BenchError(f"loading failed:\n{out}")
+            servers, base = load_cluster(args, workdir, args.restart_keys)
             victim = servers[0]
             keys = int(command(victim.port, "DBSIZE").strip() or 0)
             log(f"node 1 holds {keys:,} keys; killing it")
@@ -182,6 +189,82 @@ def restart_time(args):
                 time.sleep(0.01)
             return keys, time.monotonic() - started
         finally:
+            for server in list(Server.live):
+                server.stop()
+
+
+class Progress:
+    """A redis-benchmark SET load left running, its live rps lines read with their times."""
+
+    def __init__(self, args, port):
+        argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "set", "-P", str(args.pipeline),
+                "-c", str(args.clients), "-n", "1000000000", "-r", str(args.keyspace), "-d", str(args.data_size)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.samples = []  # (monotonic time, rps over the last interval)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        line = b""
+        while (byte := self.proc.stdout.read(1)):
+            if byte in b"\r\n":
+                text = line.decode(errors="replace")
+                if "rps=" in text:
+                    rps = text.split("rps=")[1].split()[0]
+                    self.samples.append((time.monotonic(), float(rps)))
+                line = b""
+            else:
+                line += byte
+
+    def mean(self, since, until):
+        during = [rps for t, rps in self.samples if since <= t < until]
+        return statistics.mean(during) if during else 0.0
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def timed_cli(args, *words):
+    started = time.monotonic()
+    proc = subprocess.run([args.tessera, "cluster", *words], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise BenchError(f"tessera cluster {' '.join(words)} failed:\n{proc.stdout}{proc.stderr}")
+    return started, time.monotonic()
+
+
+def membership_time(args):
+    """Adds a fourth node to a cluster holding --move-keys keys, then removes node 1, each with
+    `tessera cluster ... --wait`, under a SET load through node 2 (forwarding): how long each
+    took, and the load's rps before and during each."""
+    with tempfile.TemporaryDirectory(prefix="tessera-cluster-move-") as workdir:
+        load = None
+        try:
+            servers, base = load_cluster(args, workdir, args.move_keys)
+            fourth = free_base(1)
+            argv = [args.tessera, "--port", str(fourth), "--bind", HOST, "--threads", str(args.threads),
+                    "--node-id", "4", "--join", f"{HOST}:{base}", "--durability", "fsync",
+                    "--dir", os.path.join(workdir, "node-4"), "--cluster-forwarding"]
+            Server("tessera-4", argv, fourth, workdir)
+            load = Progress(args, base + 1)
+            time.sleep(5)
+            add = timed_cli(args, "add-node", "--seed", f"{HOST}:{base + 1}", f"4@{HOST}:{fourth}", "--wait")
+            log(f"add-node took {add[1] - add[0]:.2f} s")
+            time.sleep(3)
+            held = int(command(fourth, "DBSIZE").strip() or 0)
+            remove = timed_cli(args, "remove-node", "--seed", f"{HOST}:{base + 1}", "1", "--wait")
+            log(f"remove-node took {remove[1] - remove[0]:.2f} s")
+            time.sleep(3)
+            load.stop()
+            return {
+                "keys": args.move_keys, "held_by_new_node": held,
+                "add_s": add[1] - add[0], "remove_s": remove[1] - remove[0],
+                "rps_before": load.mean(add[0] - 4, add[0]), "rps_add": load.mean(*add),
+                "rps_remove": load.mean(*remove), "rps_after": load.mean(remove[1], remove[1] + 3),
+            }
+        finally:
+            if load is not None and load.proc.poll() is None:
+                load.stop()
             for server in list(Server.live):
                 server.stop()
 
@@ -216,6 +299,9 @@ def main():
     p.add_argument("--timeout", type=int, default=600)
     p.add_argument("--restart-keys", type=int, default=0, metavar="N",
                    help="also time a node holding N keys restarting (0: skip)")
+    p.add_argument("--move-keys", type=int, default=0, metavar="N",
+                   help="also time adding a node to, and removing one from, a cluster holding N keys "
+                        "under a SET load (0: skip)")
     p.add_argument("--no-throughput", dest="throughput", action="store_false", default=True)
     args = p.parse_args()
     try:
@@ -225,6 +311,21 @@ def main():
             keys, seconds = restart_time(args)
             print(f"## Restart: a node holding {keys:,} keys ({args.data_size}-byte values, durability fsync) "
                   f"served again {seconds:.2f} s after it was restarted (snapshots + log tail from its own disk)")
+        if args.move_keys:
+            m = membership_time(args)
+            print(f"## Membership: {m['keys']:,} keys ({args.data_size}-byte values, durability fsync), "
+                  f"SET load through node 2 (-P {args.pipeline} -c {args.clients})")
+            print()
+            print("| step | seconds | SET rps during | vs before |")
+            print("|---|--:|--:|--:|")
+            print(f"| before | | {m['rps_before']:,.0f} | 1.00 |")
+            print(f"| add-node 4 --wait | {m['add_s']:.2f} | {m['rps_add']:,.0f} | "
+                  f"{m['rps_add'] / max(m['rps_before'], 1):.2f} |")
+            print(f"| remove-node 1 --wait | {m['remove_s']:.2f} | {m['rps_remove']:,.0f} | "
+                  f"{m['rps_remove'] / max(m['rps_before'], 1):.2f} |")
+            print(f"| after | | {m['rps_after']:,.0f} | {m['rps_after'] / max(m['rps_before'], 1):.2f} |")
+            print()
+            print(f"Node 4 held {m['held_by_new_node']:,} keys after joining.")
     except BenchError as e:
         log(f"error: {e}")
         return 1

@@ -340,7 +340,9 @@ pub fn route(
             .filter(|_| forwarding)
             .map(|member| member.client);
         match forward_to {
-            Some(address) => forward(core, conn, idx, &address, spec, args),
+            Some(address) => forward(core, conn, idx, To::Node(&address), spec, args),
+            // No leader (known) yet, as during an election: relayed once there is one.
+            None if forwarding => forward(core, conn, idx, To::LeaderOf(partition), spec, args),
             None => {
                 let message = redirect(slot, leader, routing);
                 reply(conn, |w| w.error(&message));
@@ -543,11 +545,19 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
 
 /// Relays a request to the node leading its partition; the reply fills the request's place
 /// in the connection's cycle.
+/// Where a relayed request goes.
+enum To<'a> {
+    /// The node at this client address.
+    Node(&'a str),
+    /// The partition's leader, once it has one.
+    LeaderOf(u32),
+}
+
 fn forward(
     core: &mut Core,
     conn: &mut Conn,
     idx: usize,
-    leader: &str,
+    to: To,
     spec: &'static CommandSpec,
     args: Args,
 ) {
@@ -574,14 +584,14 @@ fn forward(
             core.deliver_reply(target, reply)
         });
     };
-    node.forward(
-        leader,
-        conn.resp3,
-        Job {
-            request,
-            done: Box::new(done),
-        },
-    );
+    let job = Job {
+        request,
+        done: Box::new(done),
+    };
+    match to {
+        To::Node(address) => node.forward(address, conn.resp3, job),
+        To::LeaderOf(partition) => node.forward_when_led(partition, conn.resp3, job),
+    }
 }
 
 /// Hands this turn's proposals to their groups; each group's replies come back to this core.
@@ -865,7 +875,7 @@ fn change_roster(
         return Flow::Next;
     }
     match leader.and_then(|id| routing.member(id)) {
-        Some(leader) => forward(core, conn, idx, &leader.client, spec, args),
+        Some(leader) => forward(core, conn, idx, To::Node(&leader.client), spec, args),
         None => reply(conn, |w| {
             w.error("CLUSTERDOWN the member list has no leader")
         }),

@@ -639,12 +639,43 @@ impl Groups {
     }
 }
 
+/// How long a relayed request waits for its partition to have a leader (an election, or a
+/// leader that left its partition) before it is answered `-CLUSTERDOWN`.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
 impl Node {
     /// Relays a client request to the node at `address` (see `forward`).
     pub fn forward(&self, address: &str, resp3: bool, job: Job) {
         if let Some(runtime) = &self.runtime {
             self.forwarder.send(runtime.handle(), address, resp3, job);
         }
+    }
+
+    /// Relays a client request to `partition`'s leader once it has one: clients that know
+    /// nothing of clusters see a short wait, not an error, while a partition elects.
+    pub fn forward_when_led(&self, partition: u32, resp3: bool, job: Job) {
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let (routing, forwarder) = (self.routing.clone(), self.forwarder.clone());
+        let handle = runtime.handle().clone();
+        runtime.spawn(async move {
+            let deadline = Instant::now() + LEADER_WAIT;
+            loop {
+                let leader = routing.leader(partition).and_then(|id| routing.member(id));
+                if let Some(leader) = leader {
+                    forwarder.send(&handle, &leader.client, resp3, job);
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let refusal =
+                        b"-CLUSTERDOWN The cluster is down: the partition has no leader\r\n";
+                    (job.done)(Ok(refusal.to_vec()));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
     }
 }
 
