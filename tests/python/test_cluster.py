@@ -462,6 +462,38 @@ def test_plain_clients_use_any_node_through_forwarding(tmp_path):
         out = subprocess.run(["redis-cli", "-p", str(node.port), "GET", elsewhere],
                              capture_output=True, text=True, timeout=10)
         assert out.stdout.strip() == str(keys.index(elsewhere) + 1)
+        # A node leaves, and the partitions it led elect new leaders: a plain client's
+        # requests for them wait for the election rather than fail.
+        leaving = c.nodes[2]
+        led_by_leaving = {s for s, p in owners.items() if p == leaving.port}
+        outcomes, stop = [], threading.Event()
+
+        def write():
+            i = 0
+            while not stop.is_set():
+                key = f"fwd:w{i}"
+                try:
+                    outcomes.append((key, plain.set(key, i)))
+                except redis.RedisError as e:
+                    outcomes.append((key, str(e)))
+                i += 1
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            time.sleep(0.5)
+            out = subprocess.run([TESSERA, "cluster", "remove-node", "--seed", f"127.0.0.1:{node.port}",
+                                  str(leaving.id), "--wait"], capture_output=True, text=True, timeout=150)
+            assert out.returncode == 0, out.stdout + out.stderr
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            writer.join()
+        # A write in flight on the leaving leader as it stepped down may be of unknown outcome.
+        failed = [(k, r) for k, r in outcomes if r is not True and "UNCERTAIN" not in str(r)]
+        assert not failed, failed[:5]
+        written = [k for k, r in outcomes if r is True and key_slot(k) in led_by_leaving]
+        assert len(written) > 100, len(written)
+        assert command(node.port, "GET", written[-1]) is not None
         plain.close()
         resp3.close()
     finally:
