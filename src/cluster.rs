@@ -235,6 +235,16 @@ pub fn expire(core: &mut Core) {
 
 /// What a keyed request gets while the node's Raft side is not up yet.
 const STARTING: &str = "TRYAGAIN the node is starting";
+const AWAITING_CREATION: &str =
+    "CLUSTERDOWN this node is not in a cluster yet: see tessera cluster create";
+
+/// Why a cluster node without its Raft side cannot serve a keyed request yet.
+fn not_ready(core: &Core) -> &'static str {
+    match &core.config.cluster {
+        Some(c) if c.members.is_empty() => AWAITING_CREATION,
+        _ => STARTING,
+    }
+}
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 /// The one slot all `keys` hash to (`None` for no keys), or `Err` when they disagree.
@@ -325,7 +335,7 @@ pub fn route(
     };
     let slot = slot?;
     let Some(routing) = core.shared.routing() else {
-        reply(conn, |w| w.error(STARTING));
+        reply(conn, |w| w.error(not_ready(core)));
         return Some(Flow::Next);
     };
     let partition = routing.partition_of(slot);
@@ -420,7 +430,7 @@ fn flush(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
         return Flow::Next;
     }
     let Some(routing) = core.shared.routing() else {
-        reply(conn, |w| w.error(STARTING));
+        reply(conn, |w| w.error(not_ready(core)));
         return Flow::Next;
     };
     let led: Vec<(u32, std::ops::Range<u16>)> =
@@ -515,7 +525,7 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
         }
     };
     let Some(routing) = core.shared.routing() else {
-        reply(conn, |w| w.error(STARTING));
+        reply(conn, |w| w.error(not_ready(core)));
         return Flow::Next;
     };
     let partition = routing.partition_of(slot);
@@ -671,9 +681,13 @@ pub fn run_command(
     spec: &'static CommandSpec,
     args: Args,
 ) -> Flow {
+    let creating = spec.cmd == Cmd::Cluster && args.get(1).eq_ignore_ascii_case(b"CREATE");
+    if creating && args.len() == 5 {
+        return create(core, conn, idx, args);
+    }
     let Some(routing) = core.shared.routing() else {
-        let message = match core.config.cluster {
-            Some(_) => STARTING,
+        let message = match &core.config.cluster {
+            Some(_) => not_ready(core),
             None => "ERR This instance has cluster support disabled",
         };
         reply(conn, |w| w.error(message));
@@ -743,6 +757,66 @@ pub fn run_command(
                 ))
             });
         }
+    }
+    Flow::Next
+}
+
+/// CLUSTER CREATE partitions replicas id@host:port,...: makes a node started with only its id
+/// a member of a new cluster of those nodes (`tessera cluster create` sends it to each). The
+/// Raft side starts on a thread of its own (it may wait on the cores); the reply follows.
+fn create(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
+    let waiting = core.config.cluster.clone().filter(|c| c.members.is_empty());
+    let Some(mut config) = waiting.filter(|_| core.shared.cluster.get().is_none()) else {
+        reply(conn, |w| {
+            w.error("ERR this node is a cluster member already, or was not started for one")
+        });
+        return Flow::Next;
+    };
+    let number = |i: usize| std::str::from_utf8(args.get(i)).ok()?.parse::<u32>().ok();
+    let members = parse_members(&String::from_utf8_lossy(args.get(4)));
+    let checked = match (number(2), number(3), members) {
+        (Some(p), _, _) if p != config.partitions => Err(format!(
+            "this node was started with --partitions {}",
+            config.partitions
+        )),
+        (Some(_), Some(replicas), Ok(members)) if replicas > 0 => {
+            if members.iter().any(|m| m.id == config.node_id) {
+                Ok((replicas as usize, members))
+            } else {
+                Err(format!("node {} is not among the members", config.node_id))
+            }
+        }
+        (_, _, Err(e)) => Err(e),
+        _ => Err("usage: CLUSTER CREATE partitions replicas id@host:port,...".into()),
+    };
+    let (replicas, members) = match checked {
+        Ok(found) => found,
+        Err(why) => {
+            reply(conn, |w| w.error(&format!("ERR {why}")));
+            return Flow::Next;
+        }
+    };
+    (config.replicas, config.members, config.bootstrap) = (replicas, members, true);
+    let (shared, home) = (core.shared.clone(), core.id);
+    let target = core.expect_reply(conn, idx);
+    let started = std::thread::Builder::new()
+        .name("tessera-create".into())
+        .spawn(move || {
+            let reply = match start(&shared, &config) {
+                Ok(node) => {
+                    let _ = shared.cluster.set(node);
+                    tracing::info!(node = config.node_id, "created the cluster");
+                    b"+OK\r\n".to_vec()
+                }
+                Err(e) => error_reply(&format!("ERR cannot create the cluster: {e}")),
+            };
+            run_on(&shared, home, move |core| core.deliver_reply(target, reply));
+        });
+    if let Err(e) = started {
+        core.deliver_reply(
+            target,
+            error_reply(&format!("ERR cannot start a thread: {e}")),
+        );
     }
     Flow::Next
 }

@@ -181,6 +181,39 @@ pub fn remove_node(seed: &str, id: u64, wait: bool) -> i32 {
     change(seed, &["CLUSTER", "REMOVENODE", &id], &id, false, wait)
 }
 
+/// How long `create` waits for the new cluster to elect every partition's leader.
+const CREATE_WAIT: Duration = Duration::from_secs(60);
+
+/// `tessera cluster create`: makes the nodes listed (each started with only its id, port and
+/// data directory) the members of a new cluster, then waits until every one serves.
+pub fn create(nodes: &str, partitions: u32, replicas: usize) -> i32 {
+    let members = match parse_members(nodes) {
+        Ok(members) => members,
+        Err(why) => {
+            eprintln!("tessera: {why}");
+            return 1;
+        }
+    };
+    let (partitions, replicas) = (partitions.to_string(), replicas.to_string());
+    for member in &members {
+        let args = ["CLUSTER", "CREATE", &partitions, &replicas, nodes];
+        if let Err(why) = request(&member.client, &args) {
+            eprintln!("tessera: node {} ({}): {why}", member.id, member.client);
+            return 1;
+        }
+    }
+    let started = Instant::now();
+    while started.elapsed() < CREATE_WAIT {
+        if members.iter().all(|m| cluster_ok(&m.client)) {
+            println!("cluster ready: {} members", members.len());
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("tessera: the cluster did not become ready; see the node logs");
+    1
+}
+
 /// `tessera cluster status`.
 pub fn status(seed: &str) -> i32 {
     match request(seed, &["CLUSTER", "ROSTER"]) {

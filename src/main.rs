@@ -112,6 +112,13 @@ enum ClusterCommand {
         #[arg(long, default_value = "fsync")]
         durability: String,
     },
+    /// Creates a cluster of nodes each started with only --node-id, --port and --dir.
+    Create {
+        /// Every member as id@host:port (client addresses, comma-separated).
+        nodes: String,
+        #[arg(long, default_value_t = tessera_cluster::placement::DEFAULT_REPLICAS)]
+        replicas: usize,
+    },
     /// Adds a node (started with --join) to a running cluster; partitions then move to it a
     /// few at a time, while writes go on.
     AddNode {
@@ -207,7 +214,26 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
             let durability = durability.unwrap_or(Durability::Fsync);
             (node_id, joined.members, durability, false)
         }
-        (Some(_), None, None) => return Err("--node-id needs --members or --join".into()),
+        // Only its id: a member restarting from what its directory holds, or a node waiting
+        // for `tessera cluster create`.
+        (Some(node_id), None, None) => {
+            let durability = durability.unwrap_or(Durability::Fsync);
+            if durability == Durability::Memory {
+                return Err("--node-id needs --members or --join with --durability memory".into());
+            }
+            let dir = cli
+                .dir
+                .clone()
+                .unwrap_or_else(|| format!("tessera-node-{node_id}"));
+            match tessera_cluster::roster::load(std::path::Path::new(&dir)) {
+                Some(kept) => {
+                    (partitions, replicas) = (kept.shape.partitions, kept.shape.replicas);
+                    let members = kept.roster.members.into_values().collect();
+                    (node_id, members, durability, false)
+                }
+                None => (node_id, Vec::new(), durability, false),
+            }
+        }
         // A node on its own is a cluster of one with replication factor 1 when it is to keep
         // its data; otherwise it serves from memory alone, without a log.
         _ => match durability.filter(|d| *d != Durability::Memory) {
@@ -302,6 +328,9 @@ fn cluster_command(cli: &Cli, command: &ClusterCommand) -> i32 {
             clusteradmin::remove_node(seed, *id, *wait)
         }
         ClusterCommand::Status { seed } => clusteradmin::status(seed),
+        ClusterCommand::Create { nodes, replicas } => {
+            clusteradmin::create(nodes, cli.partitions, *replicas)
+        }
         ClusterCommand::Dev {
             nodes,
             base_port,

@@ -194,7 +194,7 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
     let handle = ServerHandle { shared, threads };
     // The cores run first: recovering a partition loads its snapshot through its core. Until
     // the node is up they answer keyed requests with -TRYAGAIN.
-    if let Some(cluster) = &config.cluster {
+    if let Some(cluster) = config.cluster.as_ref().filter(|c| !c.members.is_empty()) {
         match crate::cluster::start(&handle.shared, cluster) {
             Ok(node) => {
                 let _ = handle.shared.cluster.set(node);
@@ -212,6 +212,11 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
                 return Err(e);
             }
         }
+    } else if let Some(cluster) = &config.cluster {
+        tracing::info!(
+            node = cluster.node_id,
+            "waiting to be made a member by tessera cluster create"
+        );
     }
     Ok(handle)
 }

@@ -7,7 +7,7 @@ use crate::forward::{Forwarder, Job};
 use crate::group::{Applier, LogStore, Partition, StateMachine};
 use crate::placement::NodeId;
 use crate::replica::Batch;
-use crate::roster::{self, Change, Roster, RosterApplier, RosterState};
+use crate::roster::{self, Change, Roster, RosterApplier, RosterState, Shape};
 use crate::routing::{Led, Member, Routing};
 use crate::snapshots::SnapshotFiles;
 use crate::transport::{GroupNetwork, Transport};
@@ -149,18 +149,21 @@ impl Node {
             .enable_all()
             .build()?;
         // A restarted node starts from the roster it knew last, not the command line's.
-        let roster_file = settings
+        let dir = settings
             .dir
-            .as_ref()
-            .filter(|_| settings.durability != Durability::Memory)
-            .map(|dir| dir.join(ROSTER_FILE));
-        let kept = roster_file.as_deref().and_then(roster::load);
+            .clone()
+            .filter(|_| settings.durability != Durability::Memory);
+        let kept = dir.as_deref().and_then(roster::load).map(|k| k.roster);
         let start_up = kept.clone().unwrap_or_else(|| {
             let mut listed = Roster::default();
             listed.apply(Change::Create(settings.members.clone()));
             listed
         });
-        let roster = RosterState::new(start_up.clone(), roster_file);
+        let shape = Shape {
+            partitions: settings.partitions,
+            replicas: settings.replicas,
+        };
+        let roster = RosterState::new(start_up.clone(), dir.map(|d| (d, shape)));
         let routing = Arc::new(Routing::new(
             settings.me,
             &start_up,
@@ -313,8 +316,6 @@ fn open_logs(settings: &Settings) -> std::io::Result<Logs> {
     Ok((wals, recovered, Some(Arc::new(files))))
 }
 
-/// The file in a node's data directory holding its copy of the roster.
-const ROSTER_FILE: &str = "roster.bin";
 /// How far (in entries) a new replica may trail its leader's log when it becomes a voter.
 const CAUGHT_UP_WITHIN: u64 = 64;
 

@@ -111,18 +111,38 @@ pub struct RosterState {
     roster: Mutex<(Roster, bool)>,
     changes: watch::Sender<u64>,
     /// Where the node keeps a copy, to start from after a restart (a member list given on
-    /// the command line goes stale as members come and go).
-    file: Option<PathBuf>,
+    /// the command line goes stale as members come and go), and the cluster's shape.
+    keep: Option<(PathBuf, Shape)>,
 }
 
-/// The copy of the roster a node kept in `file`, if any.
-pub fn load(file: &Path) -> Option<Roster> {
-    let bytes = std::fs::read(file).ok()?;
+/// What a cluster fixes when it is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    pub partitions: u32,
+    pub replicas: usize,
+}
+
+/// The copy of its roster a node keeps in its data directory.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    pub roster: Roster,
+    pub shape: Shape,
+}
+
+/// The file in a node's data directory holding its copy of the roster.
+pub fn kept_file(dir: &Path) -> PathBuf {
+    dir.join("roster.bin")
+}
+
+/// The copy of the roster a node kept in `dir`, if any.
+pub fn load(dir: &Path) -> Option<Kept> {
+    let bytes = std::fs::read(kept_file(dir)).ok()?;
     bincode::deserialize(&bytes).ok()
 }
 
-fn save(file: &Path, roster: &Roster) -> std::io::Result<()> {
-    let bytes = bincode::serialize(roster).map_err(std::io::Error::other)?;
+fn save(dir: &Path, kept: &Kept) -> std::io::Result<()> {
+    let bytes = bincode::serialize(kept).map_err(std::io::Error::other)?;
+    let file = kept_file(dir);
     let temporary = file.with_extension("tmp");
     std::fs::write(&temporary, bytes)?;
     std::fs::rename(&temporary, file)
@@ -131,11 +151,12 @@ fn save(file: &Path, roster: &Roster) -> std::io::Result<()> {
 impl RosterState {
     /// Starts from `initial`: the members a node was started with, knew before a restart, or
     /// was told of when joining, until its roster group has applied the cluster's own.
-    pub fn new(initial: Roster, file: Option<PathBuf>) -> Arc<RosterState> {
+    /// `keep`: the data directory to keep a copy in, and the cluster's shape.
+    pub fn new(initial: Roster, keep: Option<(PathBuf, Shape)>) -> Arc<RosterState> {
         Arc::new(RosterState {
             roster: Mutex::new((initial, false)),
             changes: watch::Sender::new(0),
-            file,
+            keep,
         })
     }
 
@@ -160,9 +181,13 @@ impl RosterState {
             *roster = (Roster::default(), true);
         }
         update(&mut roster.0);
-        if let Some(file) = &self.file {
-            if let Err(e) = save(file, &roster.0) {
-                tracing::warn!(file = %file.display(), "cannot keep a copy of the roster: {e}");
+        if let Some((dir, shape)) = &self.keep {
+            let kept = Kept {
+                roster: roster.0.clone(),
+                shape: *shape,
+            };
+            if let Err(e) = save(dir, &kept) {
+                tracing::warn!(dir = %dir.display(), "cannot keep a copy of the roster: {e}");
             }
         }
         drop(roster);
@@ -258,8 +283,13 @@ mod tests {
     fn the_applier_replays_changes_over_the_start_up_roster_and_restores_snapshots() {
         let mut start_up = Roster::default();
         start_up.apply(Change::Create(vec![member(1), member(7)]));
-        let file = std::env::temp_dir().join(format!("tessera-roster-{}", std::process::id()));
-        let state = RosterState::new(start_up, Some(file.clone()));
+        let dir = std::env::temp_dir().join(format!("tessera-roster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let shape = Shape {
+            partitions: 64,
+            replicas: 3,
+        };
+        let state = RosterState::new(start_up, Some((dir.clone(), shape)));
         assert!(!state.settled());
         let applier = RosterApplier(state.clone());
         let (done, _replies) = crate::group::done_pair();
@@ -270,8 +300,9 @@ mod tests {
         applier.apply(64, batches, done);
         assert_eq!(state.current().active(), BTreeSet::from([1, 2]));
         assert!(state.settled());
-        assert_eq!(load(&file), Some(state.current()), "kept for restarts");
-        let _ = std::fs::remove_file(&file);
+        let kept = load(&dir).expect("kept for restarts");
+        assert_eq!((kept.roster, kept.shape), (state.current(), shape));
+        let _ = std::fs::remove_dir_all(&dir);
         let (done, mut encoded) = crate::group::done_pair();
         applier.snapshot(64, done);
         let bytes = encoded.try_recv().expect("answered at once")();
