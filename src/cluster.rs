@@ -166,7 +166,9 @@ impl Applier for CoreApplier {
     fn forget(&self, partition: u32, done: Done<()>) {
         let slots = self.slots(partition);
         self.on_owner(partition, move |core| {
-            replica::clear_slots(&mut core.store, slots);
+            replica::clear_slots(&mut core.store, slots.clone());
+            // Should the partition come back, its counts start again with its log.
+            core.shared.slot_versions.reset(slots);
             done.send(());
         });
     }
@@ -338,12 +340,18 @@ pub fn route(
         reply(conn, |w| w.error(not_ready(core)));
         return Some(Flow::Next);
     };
+    if conn.cycle.as_ref().is_some_and(|c| c.held) {
+        // An earlier request waits for a leader: this one must not overtake it.
+        return Some(Flow::Retry);
+    }
     let partition = routing.partition_of(slot);
     let leader = routing.leader(partition);
     if leader != Some(routing.me) {
         // A blocking command would hold up the one connection every forwarded request of
-        // this node shares with that leader: it is redirected instead.
+        // this node shares with that leader, and a WATCH belongs to the client's own
+        // connection: they are redirected instead.
         let forwarding = core.config.cluster.as_ref().is_some_and(|c| c.forwarding)
+            && spec.cmd != Cmd::Watch
             && !crate::blocking::is_blocking(spec, args);
         let forward_to = leader
             .and_then(|id| routing.member(id))
@@ -482,8 +490,16 @@ fn exec(core: &mut Core, conn: &mut Conn, idx: usize) -> Flow {
         return Flow::Next;
     }
     if queued.is_empty() {
+        // Nothing to propose: the counts are read here, under the lease, as WATCH read them.
+        let led = |slot: u16| {
+            core.shared
+                .routing()
+                .is_some_and(|r| r.readable(r.partition_of(slot), core.now))
+        };
         let versions = &core.shared.slot_versions;
-        let intact = watched.iter().all(|&(slot, n)| versions.get(slot) == n);
+        let intact = watched
+            .iter()
+            .all(|&(slot, n)| led(slot) && versions.get(slot) == n);
         reply(conn, |w| if intact { w.array(0) } else { w.null_array() });
         return Flow::Next;
     }
@@ -600,7 +616,12 @@ fn forward(
     };
     match to {
         To::Node(address) => node.forward(address, conn.resp3, job),
-        To::LeaderOf(partition) => node.forward_when_led(partition, conn.resp3, job),
+        To::LeaderOf(partition) => {
+            if let Some(cycle) = conn.cycle.as_mut() {
+                cycle.held = true;
+            }
+            node.forward_when_led(partition, conn.resp3, job)
+        }
     }
 }
 
@@ -765,37 +786,46 @@ pub fn run_command(
 /// a member of a new cluster of those nodes (`tessera cluster create` sends it to each). The
 /// Raft side starts on a thread of its own (it may wait on the cores); the reply follows.
 fn create(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
-    let waiting = core.config.cluster.clone().filter(|c| c.members.is_empty());
-    let Some(mut config) = waiting.filter(|_| core.shared.cluster.get().is_none()) else {
+    let Some(mut config) = core.config.cluster.clone() else {
         reply(conn, |w| {
-            w.error("ERR this node is a cluster member already, or was not started for one")
+            w.error("ERR This instance has cluster support disabled")
         });
         return Flow::Next;
     };
-    let number = |i: usize| std::str::from_utf8(args.get(i)).ok()?.parse::<u32>().ok();
-    let members = parse_members(&String::from_utf8_lossy(args.get(4)));
-    let checked = match (number(2), number(3), members) {
-        (Some(p), _, _) if p != config.partitions => Err(format!(
-            "this node was started with --partitions {}",
-            config.partitions
-        )),
-        (Some(_), Some(replicas), Ok(members)) if replicas > 0 => {
-            if members.iter().any(|m| m.id == config.node_id) {
-                Ok((replicas as usize, members))
-            } else {
-                Err(format!("node {} is not among the members", config.node_id))
-            }
-        }
-        (_, _, Err(e)) => Err(e),
-        _ => Err("usage: CLUSTER CREATE partitions replicas id@host:port,...".into()),
-    };
-    let (replicas, members) = match checked {
+    let (replicas, members) = match creation(&config, core.shared.port, args) {
         Ok(found) => found,
         Err(why) => {
             reply(conn, |w| w.error(&format!("ERR {why}")));
             return Flow::Next;
         }
     };
+    if let Some(node) = core.shared.cluster.get() {
+        // Asked again (a retried or interrupted `tessera cluster create`): the same cluster
+        // is fine, another is not.
+        let (roster, _) = node.roster();
+        let listed = |ms: &mut dyn Iterator<Item = &Member>| {
+            let mut ids: Vec<(u64, String)> = ms.map(|m| (m.id, m.client.clone())).collect();
+            ids.sort();
+            ids
+        };
+        let same = node.routing.replicas == replicas
+            && listed(&mut roster.members.values()) == listed(&mut members.iter());
+        let message = "ERR this node is a member of another cluster already";
+        reply(conn, |w| if same { w.ok() } else { w.error(message) });
+        return Flow::Next;
+    }
+    let claimed = core.shared.creating.compare_exchange(
+        false,
+        true,
+        std::sync::atomic::Ordering::AcqRel,
+        std::sync::atomic::Ordering::Acquire,
+    );
+    if !config.members.is_empty() || claimed.is_err() {
+        reply(conn, |w| {
+            w.error("TRYAGAIN this node is starting or being created")
+        });
+        return Flow::Next;
+    }
     (config.replicas, config.members, config.bootstrap) = (replicas, members, true);
     let (shared, home) = (core.shared.clone(), core.id);
     let target = core.expect_reply(conn, idx);
@@ -808,7 +838,12 @@ fn create(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
                     tracing::info!(node = config.node_id, "created the cluster");
                     b"+OK\r\n".to_vec()
                 }
-                Err(e) => error_reply(&format!("ERR cannot create the cluster: {e}")),
+                Err(e) => {
+                    shared
+                        .creating
+                        .store(false, std::sync::atomic::Ordering::Release);
+                    error_reply(&format!("ERR cannot create the cluster: {e}"))
+                }
             };
             run_on(&shared, home, move |core| core.deliver_reply(target, reply));
         });
@@ -819,6 +854,30 @@ fn create(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
         );
     }
     Flow::Next
+}
+
+/// The replication factor and members CLUSTER CREATE's arguments give, checked against this
+/// node (its id among them at its own port, its partition count).
+fn creation(config: &ClusterConfig, port: u16, args: Args) -> Result<(usize, Vec<Member>), String> {
+    let number = |i: usize| std::str::from_utf8(args.get(i)).ok()?.parse::<u32>().ok();
+    let members = parse_members(&String::from_utf8_lossy(args.get(4)))?;
+    let (Some(partitions), Some(replicas)) = (number(2), number(3).filter(|&r| r > 0)) else {
+        return Err("usage: CLUSTER CREATE partitions replicas id@host:port,...".into());
+    };
+    if partitions != config.partitions {
+        return Err(format!(
+            "this node was started with --partitions {}",
+            config.partitions
+        ));
+    }
+    match members.iter().find(|m| m.id == config.node_id) {
+        Some(me) if host_port(me).1 == port => Ok((replicas as usize, members)),
+        Some(me) => Err(format!(
+            "node {} listens on port {port}, not {}",
+            me.id, me.client
+        )),
+        None => Err(format!("node {} is not among the members", config.node_id)),
+    }
 }
 
 /// CLUSTER ROSTER: the member list and, per partition, its leader, its voters as its leader

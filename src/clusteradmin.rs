@@ -194,6 +194,13 @@ pub fn create(nodes: &str, partitions: u32, replicas: usize) -> i32 {
             return 1;
         }
     };
+    // Every node must answer before any is asked, so a typo does not create half a cluster.
+    for member in &members {
+        if let Err(why) = request(&member.client, &["PING"]) {
+            eprintln!("tessera: node {} ({}): {why}", member.id, member.client);
+            return 1;
+        }
+    }
     let (partitions, replicas) = (partitions.to_string(), replicas.to_string());
     for member in &members {
         let args = ["CLUSTER", "CREATE", &partitions, &replicas, nodes];

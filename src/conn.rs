@@ -36,6 +36,10 @@ pub struct Cycle {
     /// Whether a write of this cycle was proposed to a Raft group: later reads of the
     /// connection wait for it.
     pub proposed: bool,
+    /// Whether a request of this cycle waits for its partition to elect a leader before it
+    /// is relayed: every later keyed request of the connection waits for it (none may
+    /// overtake it).
+    pub held: bool,
 }
 
 impl Cycle {
@@ -47,6 +51,7 @@ impl Cycle {
             filled: Vec::new(),
             waiting: 0,
             proposed: false,
+            held: false,
         }
     }
 

@@ -231,6 +231,12 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
                     let members = kept.roster.members.into_values().collect();
                     (node_id, members, durability, false)
                 }
+                None if has_logs(&dir) => {
+                    return Err(format!(
+                        "{dir} holds a node's logs but no member list: restart it with \
+                         --members or --join"
+                    ))
+                }
                 None => (node_id, Vec::new(), durability, false),
             }
         }
@@ -260,6 +266,15 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
         dir,
     });
     Ok(config)
+}
+
+/// Whether `dir` holds a cluster node's write-ahead logs.
+fn has_logs(dir: &str) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("wal-"))
+    })
 }
 
 fn init_logging(level: &str) {

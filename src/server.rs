@@ -45,6 +45,8 @@ pub struct Shared {
     pub cluster: OnceLock<tessera_cluster::node::Node>,
     /// Each slot's count of writes applied from the log, for WATCH in a cluster.
     pub slot_versions: tessera_cluster::replica::SlotVersions,
+    /// Set while CLUSTER CREATE starts this node's Raft side, so only one does.
+    pub creating: AtomicBool,
 }
 
 pub use tessera_storage::clock::unix_ms;
@@ -180,6 +182,7 @@ pub fn start(config: Config) -> std::io::Result<ServerHandle> {
         listener,
         cluster: OnceLock::new(),
         slot_versions: Default::default(),
+        creating: AtomicBool::new(false),
     });
     tracing::info!(address = %local, cores, "Tessera is ready to accept connections");
     let mut threads = Vec::with_capacity(cores);

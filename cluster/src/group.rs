@@ -590,6 +590,7 @@ mod tests {
 
         fn forget(&self, _partition: u32, done: Done<()>) {
             self.with(|s| replica::clear_slots(s, 0..SLOT_COUNT as u16));
+            self.versions.reset(0..SLOT_COUNT as u16);
             done.send(());
         }
     }

@@ -153,16 +153,23 @@ impl Node {
             .dir
             .clone()
             .filter(|_| settings.durability != Durability::Memory);
-        let kept = dir.as_deref().and_then(roster::load).map(|k| k.roster);
+        let shape = Shape {
+            partitions: settings.partitions,
+            replicas: settings.replicas,
+        };
+        let kept = dir.as_deref().and_then(roster::load);
+        if let Some(kept) = kept.as_ref().filter(|k| k.shape != shape) {
+            return Err(invalid(format!(
+                "the data directory holds a cluster of {} partitions and {} replicas, not {} and {}",
+                kept.shape.partitions, kept.shape.replicas, shape.partitions, shape.replicas
+            )));
+        }
+        let kept = kept.map(|k| k.roster);
         let start_up = kept.clone().unwrap_or_else(|| {
             let mut listed = Roster::default();
             listed.apply(Change::Create(settings.members.clone()));
             listed
         });
-        let shape = Shape {
-            partitions: settings.partitions,
-            replicas: settings.replicas,
-        };
         let roster = RosterState::new(start_up.clone(), dir.map(|d| (d, shape)));
         let routing = Arc::new(Routing::new(
             settings.me,
@@ -641,8 +648,9 @@ impl Groups {
 }
 
 /// How long a relayed request waits for its partition to have a leader (an election, or a
-/// leader that left its partition) before it is answered `-CLUSTERDOWN`.
-const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// leader that left its partition) before it is answered `-CLUSTERDOWN`: an election takes
+/// 1.5–2 s, and common clients time out after 2–3 s.
+const LEADER_WAIT: Duration = Duration::from_secs(2);
 
 impl Node {
     /// Relays a client request to the node at `address` (see `forward`).
@@ -661,20 +669,21 @@ impl Node {
         let (routing, forwarder) = (self.routing.clone(), self.forwarder.clone());
         let handle = runtime.handle().clone();
         runtime.spawn(async move {
-            let deadline = Instant::now() + LEADER_WAIT;
+            let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+            let mut changes = routing.leader_changes();
             loop {
                 let leader = routing.leader(partition).and_then(|id| routing.member(id));
                 if let Some(leader) = leader {
                     forwarder.send(&handle, &leader.client, resp3, job);
                     return;
                 }
-                if Instant::now() > deadline {
+                let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
+                if !matches!(changed, Ok(Ok(()))) {
                     let refusal =
                         b"-CLUSTERDOWN The cluster is down: the partition has no leader\r\n";
                     (job.done)(Ok(refusal.to_vec()));
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
     }

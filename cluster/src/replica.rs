@@ -69,6 +69,12 @@ impl SlotVersions {
     fn set(&self, slot: u16, count: u64) {
         self.0[slot as usize].store(count, Ordering::Release);
     }
+
+    /// Zeroes the counts of slots whose partition this node no longer holds (or is about to
+    /// replace from a snapshot).
+    pub fn reset(&self, slots: Range<u16>) {
+        slots.for_each(|slot| self.set(slot, 0));
+    }
 }
 
 impl Header {
@@ -458,6 +464,7 @@ pub fn restore(
     let image = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(&aligned)
         .map_err(|e| format!("a snapshot that does not validate: {e}"))?;
     clear_slots(store, slots.clone());
+    versions.reset(slots.clone());
     let limits = store.limits;
     for record in image.records.iter() {
         let db = record.db.to_native() as usize;
@@ -599,6 +606,22 @@ mod tests {
             "a skipped transaction writes nothing"
         );
         assert_eq!(versions.get(key_slot(b"{b}")), 0);
+    }
+
+    #[test]
+    fn a_replica_that_let_a_partition_go_counts_its_writes_afresh() {
+        let slot = key_slot(b"{a}");
+        let write = Batch::of(Header::new(0, 1), &[b"SET", b"{a}k", b"1"]);
+        let (mut kept, kept_versions) = (Store::new(16), SlotVersions::default());
+        run(&mut kept, &kept_versions, &write);
+        let (mut back, back_versions) = (Store::new(16), SlotVersions::default());
+        run(&mut back, &back_versions, &write);
+        run(&mut back, &back_versions, &write);
+        // It let the partition go, and gets it back from the start of its log.
+        clear_slots(&mut back, slot..slot + 1);
+        back_versions.reset(slot..slot + 1);
+        run(&mut back, &back_versions, &write);
+        assert_eq!(back_versions.get(slot), kept_versions.get(slot));
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Routing {
     leaders: Vec<AtomicU64>,
     /// Unix ms until which this node, leading the partition, may serve reads on its own.
     leases: Vec<AtomicU64>,
+    /// Bumped whenever some group's leader changes, for whoever waits for one.
+    leader_changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// A group's leader and committed voters, as the leader reports them to its peers.
@@ -84,6 +86,7 @@ impl Routing {
             hosted: (0..groups).map(|_| AtomicBool::new(false)).collect(),
             leaders: (0..groups).map(|_| AtomicU64::new(NO_LEADER)).collect(),
             leases: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            leader_changes: tokio::sync::watch::Sender::new(0),
         };
         routing.set_roster(roster);
         routing
@@ -173,7 +176,15 @@ impl Routing {
     pub(crate) fn set_leader(&self, group: u32, leader: Option<NodeId>, lease_until: u64) {
         let g = group as usize;
         self.leases[g].store(lease_until, Ordering::Release);
-        self.leaders[g].store(leader.unwrap_or(NO_LEADER), Ordering::Release);
+        let leader = leader.unwrap_or(NO_LEADER);
+        if self.leaders[g].swap(leader, Ordering::AcqRel) != leader {
+            self.leader_changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Wakes its holder whenever a group's leader changes.
+    pub fn leader_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.leader_changes.subscribe()
     }
 
     /// Records a group's committed voters, as a leader (this node or a peer) reports them,
