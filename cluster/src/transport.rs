@@ -77,6 +77,8 @@ struct Peer {
     address: String,
     /// The task dialling it, when this node is the one that dials.
     dialler: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Signalled when it leaves the cluster, to close its connection.
+    departed: tokio::sync::Notify,
     link: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
     waiting: Mutex<HashMap<u64, oneshot::Sender<Body>>>,
     next_id: AtomicU64,
@@ -121,6 +123,8 @@ impl Transport {
                 if let Some(dialler) = peer.dialler.lock().expect("no holder panics").take() {
                     dialler.abort();
                 }
+                // Its connection too, whoever dialled: a node added back gets a fresh one.
+                peer.departed.notify_waiters();
             }
             kept
         });
@@ -132,6 +136,7 @@ impl Transport {
                 id: *id,
                 address: address.clone(),
                 dialler: Mutex::new(None),
+                departed: tokio::sync::Notify::new(),
                 link: Mutex::new(None),
                 waiting: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
@@ -270,7 +275,11 @@ impl Transport {
                 }
             }
         });
-        if let Err(why) = self.read_frames(&peer, reader, &tx).await {
+        let read = tokio::select! {
+            read = self.read_frames(&peer, reader, &tx) => read,
+            () = peer.departed.notified() => Err("the node left the cluster".into()),
+        };
+        if let Err(why) = read {
             tracing::warn!(peer = peer.id, "closing the raft connection: {why}");
         }
         sender.abort();
