@@ -1209,3 +1209,63 @@ fn shards(routing: &Routing, w: &mut ReplyWriter) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_cluster::roster::Roster;
+    use tessera_cluster::routing::Led;
+
+    /// Node 1's view of a cluster of three nodes with two replicas per partition.
+    fn routing() -> Routing {
+        let mut roster = Roster::default();
+        roster.apply(Change::Create(
+            parse_members("1@127.0.0.1:7001,2@127.0.0.1:7002,3@127.0.0.1:7003").unwrap(),
+        ));
+        Routing::new(1, &roster, 64, 2)
+    }
+
+    #[test]
+    fn a_replica_a_partition_is_leaving_asks_and_every_other_redirect_moves() {
+        let routing = routing();
+        let leaving = (0..64).find(|&p| !routing.target(p).contains(&1)).unwrap();
+        let staying = (0..64).find(|&p| routing.target(p).contains(&1)).unwrap();
+        let slot_of = |p: u32| routing.slots(p).start;
+        let mut voters = routing.target(staying);
+        voters.sort_unstable();
+        routing.learn(&[
+            Led {
+                group: leaving,
+                leader: 2,
+                voters: vec![1, 2],
+                since: 5,
+            },
+            Led {
+                group: staying,
+                leader: 3,
+                voters,
+                since: 5,
+            },
+        ]);
+        let (s, t) = (slot_of(leaving), slot_of(staying));
+        let leader_of = |p| routing.leader(p);
+        assert_eq!(
+            redirect(s, leader_of(leaving), &routing),
+            format!("ASK {s} 127.0.0.1:7002")
+        );
+        assert_eq!(
+            redirect(t, leader_of(staying), &routing),
+            format!("MOVED {t} 127.0.0.1:7003")
+        );
+        // Once the leader reports the move done, the slot has moved for good.
+        let done = routing.target(leaving);
+        routing.learn(&[Led {
+            group: leaving,
+            leader: 2,
+            voters: done,
+            since: 9,
+        }]);
+        assert!(redirect(s, leader_of(leaving), &routing).starts_with("MOVED"));
+        assert!(redirect(s, None, &routing).starts_with("CLUSTERDOWN"));
+    }
+}
