@@ -591,29 +591,28 @@ fn forward(
     let Some(node) = shared.cluster.get() else {
         return;
     };
-    let target = core.expect_reply(conn, idx);
     let mut request = Vec::new();
     let mut writer = ReplyWriter::new(&mut request, false);
     writer.array(args.len());
     args.iter().for_each(|arg| writer.bulk(arg));
-    let (home, write) = (core.id, spec.is_write());
-    let home_shared = shared.clone();
-    let done = move |relayed: Result<Vec<u8>, String>| {
-        let reply = relayed.unwrap_or_else(|why| {
-            error_reply(&if write {
-                format!("UNCERTAIN forwarding to the leader failed ({why}): the write may or may not have been applied")
-            } else {
-                format!("TRYAGAIN forwarding to the leader failed ({why})")
-            })
-        });
-        run_on(&home_shared, home, move |core| {
-            core.deliver_reply(target, reply)
-        });
+    // A keyed request may be sent on should the node asked no longer lead its partition.
+    let partition = match to {
+        To::LeaderOf(partition) => Some(partition),
+        To::Node(_) => one_slot(spec.keys_in(&args).map(|pos| args.get(pos)))
+            .ok()
+            .flatten()
+            .zip(shared.routing())
+            .map(|(slot, routing)| routing.partition_of(slot)),
     };
-    let job = Job {
-        request,
-        done: Box::new(done),
+    let relay = Relay {
+        shared: shared.clone(),
+        home: core.id,
+        target: core.expect_reply(conn, idx),
+        write: spec.is_write(),
+        resp3: conn.resp3,
+        partition,
     };
+    let job = relay.job(request, RELAY_ATTEMPTS);
     match to {
         To::Node(address) => node.forward(address, conn.resp3, job),
         To::LeaderOf(partition) => {
@@ -621,6 +620,61 @@ fn forward(
                 cycle.held = true;
             }
             node.forward_when_led(partition, conn.resp3, job)
+        }
+    }
+}
+
+/// How many times a relayed request is sent on after the node asked answered that it does not
+/// lead the partition (it had just given up or lost leadership).
+const RELAY_ATTEMPTS: u32 = 3;
+
+/// Where a relayed request's reply goes, and what it takes to send the request on.
+struct Relay {
+    shared: Arc<Shared>,
+    home: usize,
+    target: Target,
+    write: bool,
+    resp3: bool,
+    partition: Option<u32>,
+}
+
+impl Relay {
+    /// The request as a forwarding job: its reply (or why there is none) fills the target on
+    /// the home core, unless it is a redirect or `-CLUSTERDOWN` (nothing ran there) and
+    /// attempts are left: then it goes to the partition's leader once one is known.
+    fn job(self, request: Vec<u8>, attempts: u32) -> Job {
+        let again = (attempts > 0 && self.partition.is_some()).then(|| request.clone());
+        let done = move |relayed: Result<Vec<u8>, String>| {
+            let not_led = |reply: &Vec<u8>| {
+                [&b"-MOVED "[..], b"-ASK ", b"-CLUSTERDOWN "]
+                    .iter()
+                    .any(|prefix| reply.starts_with(prefix))
+            };
+            if let (Some(request), Some(partition)) = (again, self.partition) {
+                if relayed.as_ref().is_ok_and(not_led) {
+                    let (shared, resp3) = (self.shared.clone(), self.resp3);
+                    if let Some(node) = shared.cluster.get() {
+                        node.forward_when_led(partition, resp3, self.job(request, attempts - 1));
+                        return;
+                    }
+                }
+            }
+            let write = self.write;
+            let reply = relayed.unwrap_or_else(|why| {
+                error_reply(&if write {
+                    format!("UNCERTAIN forwarding to the leader failed ({why}): the write may or may not have been applied")
+                } else {
+                    format!("TRYAGAIN forwarding to the leader failed ({why})")
+                })
+            });
+            let target = self.target;
+            run_on(&self.shared, self.home, move |core| {
+                core.deliver_reply(target, reply)
+            });
+        };
+        Job {
+            request,
+            done: Box::new(done),
         }
     }
 }
