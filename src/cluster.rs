@@ -857,13 +857,11 @@ fn create(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
         // Asked again (a retried or interrupted `tessera cluster create`): the same cluster
         // is fine, another is not.
         let (roster, _) = node.roster();
-        let listed = |ms: &mut dyn Iterator<Item = &Member>| {
-            let mut ids: Vec<(u64, String)> = ms.map(|m| (m.id, m.client.clone())).collect();
-            ids.sort();
-            ids
-        };
-        let same = node.routing.replicas == replicas
-            && listed(&mut roster.members.values()) == listed(&mut members.iter());
+        let mut asked: Vec<(u64, &str)> = members.iter().map(|m| (m.id, &*m.client)).collect();
+        asked.sort_unstable();
+        // The roster lists its members by id already.
+        let known = roster.members.values().map(|m| (m.id, &*m.client));
+        let same = node.routing.replicas == replicas && known.eq(asked);
         let message = "ERR this node is a member of another cluster already";
         reply(conn, |w| if same { w.ok() } else { w.error(message) });
         return Flow::Next;

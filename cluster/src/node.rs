@@ -253,16 +253,7 @@ impl Node {
 
     /// Proposes to a group; refused at once when this node does not run it.
     pub fn submit(&self, group: u32, submission: Submission) {
-        let proposer = self.groups.proposers.read().expect("no holder panics");
-        let refused = match proposer.get(&group) {
-            Some(tx) => match tx.send(submission) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(s)) => s,
-            },
-            None => submission,
-        };
-        drop(proposer);
-        (refused.done)(Err(Refusal::NotLeader(self.routing.leader(group))));
+        self.groups.submit(group, submission);
     }
 
     /// Proposes a change of the roster (through its group's leader, which must be this node
@@ -496,13 +487,25 @@ impl Groups {
 
     /// Proposes a roster change whose outcome nobody waits for (it is retried if lost).
     fn submit_quietly(&self, change: Change) {
-        let proposers = self.proposers.read().expect("no holder panics");
-        if let Some(tx) = proposers.get(&self.roster_group()) {
-            let _ = tx.send(Submission {
-                batch: change.batch(),
-                done: Box::new(|_| {}),
-            });
-        }
+        let submission = Submission {
+            batch: change.batch(),
+            done: Box::new(|_| {}),
+        };
+        self.submit(self.roster_group(), submission);
+    }
+
+    /// Proposes to a group; refused at once when this node does not run it.
+    fn submit(&self, group: u32, submission: Submission) {
+        let proposer = self.proposers.read().expect("no holder panics");
+        let refused = match proposer.get(&group) {
+            Some(tx) => match tx.send(submission) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(s)) => s,
+            },
+            None => submission,
+        };
+        drop(proposer);
+        (refused.done)(Err(Refusal::NotLeader(self.routing.leader(group))));
     }
 
     /// Proposes to forget leaving members no group has as a voter any more.

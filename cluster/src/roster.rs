@@ -130,7 +130,7 @@ pub struct Kept {
 }
 
 /// The file in a node's data directory holding its copy of the roster.
-pub fn kept_file(dir: &Path) -> PathBuf {
+fn kept_file(dir: &Path) -> PathBuf {
     dir.join("roster.bin")
 }
 

@@ -78,6 +78,17 @@ class Node:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    def wait_listening(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.proc.poll() is None, f"node {self.id} exited with {self.proc.returncode}"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"node {self.id} does not listen on {self.port}")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -773,17 +784,6 @@ class JoiningNode(Node):
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log)
 
-    def wait_listening(self, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            assert self.proc.poll() is None, f"node {self.id} exited with {self.proc.returncode}"
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"node {self.id} does not listen on {self.port}")
-
 
 def logs_tail(nodes, chars=3000):
     out = []
@@ -1022,7 +1022,7 @@ class BareCluster:
         self.members = ",".join(f"{n.id}@127.0.0.1:{n.port}" for n in self.nodes)
         for node in self.nodes:
             node.start()
-            JoiningNode.wait_listening(node)
+            node.wait_listening()
 
 
 def test_cluster_create_makes_waiting_nodes_a_cluster_that_restarts_from_disk(tmp_path):
