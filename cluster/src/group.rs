@@ -195,13 +195,19 @@ impl RaftLogStorage<Partition> for LogStore {
     }
 }
 
+/// Where a snapshot stands in the log, and the membership then.
+type Meta = SnapshotMeta<NodeId, BasicNode>;
+
 /// What the state machine keeps besides the data: how far it has applied, the membership
 /// and the last snapshot.
 #[derive(Default)]
 struct Progress {
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
-    snapshot: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+    /// The last snapshot's place in the log, with its image when the node keeps files. A node
+    /// that keeps nothing on disk makes the image only when a peer needs it (see
+    /// `get_current_snapshot`), so its snapshots cost nothing until then.
+    snapshot: Option<(Meta, Option<Vec<u8>>)>,
     /// Proposal bytes applied since the last snapshot began.
     logged_bytes: u64,
 }
@@ -252,18 +258,15 @@ impl StateMachine {
         let mut progress = self.progress();
         progress.applied = meta.last_log_id;
         progress.membership = meta.last_membership.clone();
-        progress.snapshot = Some((meta, image));
+        progress.snapshot = Some((meta, Some(image)));
         Ok(())
     }
 
-    /// Makes `image` the partition's snapshot (on disk first, when the node keeps files),
-    /// unless a newer one is already kept: a build and an install can overlap, and the older
-    /// must not replace the newer. Saves of one partition take turns.
-    async fn keep(
-        &self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        image: Vec<u8>,
-    ) -> Result<(), Error> {
+    /// Makes `image` the partition's snapshot, on disk first, when the node keeps files;
+    /// otherwise only `meta` is kept. Unless a newer one is already kept: a build and an
+    /// install can overlap, and the older must not replace the newer. Saves of one partition
+    /// take turns.
+    async fn keep(&self, meta: &Meta, image: Vec<u8>) -> Result<(), Error> {
         let _turn = self.saving.lock().await;
         let newer_kept = {
             let progress = self.progress();
@@ -273,12 +276,16 @@ impl StateMachine {
         if newer_kept {
             return Ok(());
         }
-        if let Some(files) = &self.files {
-            files
-                .save(self.partition, meta, &image)
-                .await
-                .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        }
+        let image = match &self.files {
+            Some(files) => {
+                files
+                    .save(self.partition, meta, &image)
+                    .await
+                    .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+                Some(image)
+            }
+            None => None,
+        };
         self.progress().snapshot = Some((meta.clone(), image));
         Ok(())
     }
@@ -303,16 +310,45 @@ impl StateMachine {
         }
     }
 
-    /// Whether the log since the last snapshot has grown to twice the snapshot (and a few
-    /// MiB): snapshotting then costs at most about half a copy of what was written, and the
-    /// log's memory stays within twice the data's.
+    /// Whether the log since the last snapshot has grown to a few MiB and, when snapshots are
+    /// written out, to twice the last one: writing one then costs at most about half a copy
+    /// of what was logged, and the log's memory stays within twice the data's.
     pub fn wants_snapshot(&self) -> bool {
         let progress = self.progress();
-        let snapshot = progress
+        let image = progress
             .snapshot
             .as_ref()
-            .map_or(0, |(_, d)| d.len() as u64);
-        progress.logged_bytes >= (2 * snapshot).max(MIN_LOG_BYTES)
+            .and_then(|(_, image)| image.as_ref())
+            .map_or(0, |image| image.len() as u64);
+        progress.logged_bytes >= (2 * image).max(MIN_LOG_BYTES)
+    }
+
+    /// A snapshot of the data as it is now, at the last entry applied. Called between
+    /// applies (Raft's state machine calls run one at a time), so the image the applier makes
+    /// matches that place in the log.
+    async fn snapshot_now(&self) -> Result<Snapshot<Partition>, Error> {
+        let meta = self.meta_now();
+        let (done, image) = done_pair();
+        self.applier.snapshot(self.partition, done);
+        let data = encode_image(image).await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+
+    /// The meta of a snapshot taken at the last entry applied.
+    fn meta_now(&self) -> Meta {
+        let progress = self.progress();
+        SnapshotMeta {
+            last_log_id: progress.applied,
+            last_membership: progress.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                self.partition,
+                progress.applied.map_or(0, |id| id.index)
+            ),
+        }
     }
 }
 
@@ -321,23 +357,32 @@ fn gone(what: &str) -> Error {
     StorageIOError::write_state_machine(&cause).into()
 }
 
+/// The bytes of an image the applier was asked for.
+async fn encode_image(image: oneshot::Receiver<Encode>) -> Result<Vec<u8>, Error> {
+    let encode = image
+        .await
+        .map_err(|_| gone("the partition's core stopped"))?;
+    // Encoding a large partition takes a while: not on the runtime's few threads.
+    tokio::task::spawn_blocking(encode)
+        .await
+        .map_err(|_| gone("encoding the snapshot failed"))
+}
+
 /// Builds a snapshot from the data as it was when the builder was made: the request to the
 /// applier is queued then, behind every batch applied so far and ahead of any later one.
+/// Without files there is no image to make: the snapshot only marks its place in the log.
 pub struct SnapshotBuilder {
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    image: oneshot::Receiver<Encode>,
+    meta: Meta,
+    image: Option<oneshot::Receiver<Encode>>,
     machine: StateMachine,
 }
 
 impl RaftSnapshotBuilder<Partition> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Partition>, Error> {
-        let encode = (&mut self.image)
-            .await
-            .map_err(|_| gone("the partition's core stopped"))?;
-        // Encoding a large partition takes a while: not on the runtime's few threads.
-        let data = tokio::task::spawn_blocking(encode)
-            .await
-            .map_err(|_| gone("encoding the snapshot failed"))?;
+        let data = match self.image.take() {
+            Some(image) => encode_image(image).await?,
+            None => Vec::new(),
+        };
         // On disk before Raft purges the log it covers.
         self.machine.keep(&self.meta, data.clone()).await?;
         Ok(Snapshot {
@@ -403,20 +448,14 @@ impl RaftStateMachine<Partition> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let (done, image) = done_pair();
-        self.applier.snapshot(self.partition, done);
-        let mut progress = self.progress();
-        progress.logged_bytes = 0;
+        let image = self.files.is_some().then(|| {
+            let (done, image) = done_pair();
+            self.applier.snapshot(self.partition, done);
+            image
+        });
+        self.progress().logged_bytes = 0;
         SnapshotBuilder {
-            meta: SnapshotMeta {
-                last_log_id: progress.applied,
-                last_membership: progress.membership.clone(),
-                snapshot_id: format!(
-                    "{}-{}",
-                    self.partition,
-                    progress.applied.map_or(0, |id| id.index)
-                ),
-            },
+            meta: self.meta_now(),
             image,
             machine: self.clone(),
         }
@@ -428,7 +467,7 @@ impl RaftStateMachine<Partition> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &Meta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), Error> {
         let data = snapshot.into_inner();
@@ -447,15 +486,19 @@ impl RaftStateMachine<Partition> for StateMachine {
         Ok(())
     }
 
+    /// The kept snapshot or, without files, a new one made now: at a later place in the log
+    /// than the one kept, which a follower installs just as well (Raft counts it as having
+    /// the log up to the snapshot it was sent).
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Partition>>, Error> {
-        Ok(self
-            .progress()
-            .snapshot
-            .clone()
-            .map(|(meta, data)| Snapshot {
+        let kept = self.progress().snapshot.clone();
+        match kept {
+            None => Ok(None),
+            Some((meta, Some(data))) => Ok(Some(Snapshot {
                 meta,
                 snapshot: Box::new(Cursor::new(data)),
-            }))
+            })),
+            Some((_, None)) => self.snapshot_now().await.map(Some),
+        }
     }
 }
 
@@ -595,13 +638,20 @@ mod tests {
         }
     }
 
-    async fn start(router: &Router, id: NodeId) -> (Group, Arc<Data>) {
-        let config = Config {
+    fn config() -> Config {
+        Config {
             heartbeat_interval: 50,
             election_timeout_min: 200,
             election_timeout_max: 400,
             ..Config::default()
-        };
+        }
+    }
+
+    async fn start(router: &Router, id: NodeId) -> (Group, Arc<Data>) {
+        start_with(router, id, config()).await
+    }
+
+    async fn start_with(router: &Router, id: NodeId, config: Config) -> (Group, Arc<Data>) {
         let data = Arc::new(Data::default());
         let group = Raft::new(
             id,
@@ -685,5 +735,64 @@ mod tests {
         assert_eq!(write(group, &[b"INCR", b"n"]).await, b":2\r\n");
         let data = &nodes[(new_leader - 1) as usize].1;
         assert_eq!(get(data, b"k0"), b"$2\r\nv0\r\n");
+    }
+
+    /// Without files, a snapshot only marks its place in the log; a node that needs the log
+    /// before it gets an image made then, at a later place, and must not replay what the
+    /// image already holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_made_when_a_node_needs_it_covers_the_log_up_to_then() {
+        let router = Router::default();
+        let config = Config {
+            max_in_snapshot_log_to_keep: 0,
+            ..config()
+        };
+        let (group, _) = start_with(&router, 1, config.clone()).await;
+        group.initialize(BTreeSet::from([1])).await.unwrap();
+        leader_of(&group).await;
+        for _ in 0..10 {
+            write(&group, &[b"INCR", b"n"]).await;
+        }
+        group.trigger().snapshot().await.unwrap();
+        let marked = group
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some(), "a snapshot")
+            .await
+            .unwrap()
+            .snapshot
+            .unwrap();
+        for _ in 0..10 {
+            write(&group, &[b"INCR", b"n"]).await;
+        }
+        group.trigger().purge_log(marked.index).await.unwrap();
+        group
+            .wait(Some(Duration::from_secs(10)))
+            .purged(Some(marked), "the log purged")
+            .await
+            .unwrap();
+
+        let (learner, data) = start_with(&router, 2, config).await;
+        group
+            .add_learner(2, BasicNode::default(), true)
+            .await
+            .unwrap();
+        let installed = learner
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some(), "a snapshot installed")
+            .await
+            .unwrap()
+            .snapshot
+            .unwrap();
+        assert!(
+            installed.index > marked.index,
+            "the image is made when sent"
+        );
+        let applied = group.metrics().borrow().last_applied;
+        learner
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(applied.map(|l| l.index), "caught up")
+            .await
+            .unwrap();
+        assert_eq!(get(&data, b"n"), b"$2\r\n20\r\n");
     }
 }

@@ -32,6 +32,8 @@ const GREETING: &[u8; 8] = b"TESSRAFT";
 const MAX_FRAME: u32 = 1 << 30;
 /// How long a dialled node has to greet.
 const GREETING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times a link's sender lets other tasks run before it writes what they queued.
+const SENDER_YIELDS: usize = 1;
 /// Pause between attempts to reach a node that is down.
 const REDIAL_PAUSE: Duration = Duration::from_millis(100);
 
@@ -264,11 +266,16 @@ impl Transport {
                 if writer.write_all(&frame).await.is_err() {
                     return;
                 }
-                // Whatever queued meanwhile goes out in the same write.
-                while let Ok(frame) = rx.try_recv() {
-                    if writer.write_all(&frame).await.is_err() {
-                        return;
+                // Whatever queued meanwhile goes out in the same write, and so does what
+                // the tasks ready now queue: each write to a loopback or LAN socket costs
+                // about as much as the frames it carries take to make.
+                for _ in 0..SENDER_YIELDS {
+                    while let Ok(frame) = rx.try_recv() {
+                        if writer.write_all(&frame).await.is_err() {
+                            return;
+                        }
                     }
+                    tokio::task::yield_now().await;
                 }
                 if writer.flush().await.is_err() {
                     return;
@@ -295,9 +302,10 @@ impl Transport {
     async fn read_frames(
         self: &Arc<Self>,
         peer: &Arc<Peer>,
-        mut reader: OwnedReadHalf,
+        reader: OwnedReadHalf,
         tx: &mpsc::UnboundedSender<Vec<u8>>,
     ) -> Result<(), String> {
+        let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
         let mut buf = Vec::new();
         loop {
             let len = match reader.read_u32_le().await {
