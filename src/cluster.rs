@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use tessera_cluster::forward::Job;
-use tessera_cluster::group::{Applier, Done, Encode};
+use tessera_cluster::group::{Applier, Committed, Done, Encode, Ran};
 use tessera_cluster::node::{Node, Outcome, Refusal, Settings, Submission};
-use tessera_cluster::replica::{self, Batch, Header, Replies};
+use tessera_cluster::replica::{self, Batch, Header};
 use tessera_cluster::roster::{Change, Roster};
 use tessera_cluster::routing::{slots_of, Member, Routing};
 use tessera_cluster::wal::Durability;
@@ -142,14 +142,16 @@ impl CoreApplier {
 }
 
 impl Applier for CoreApplier {
-    fn apply(&self, partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>) {
+    fn apply(&self, partition: u32, batches: Vec<Committed>, ran: Ran) {
         self.on_owner(partition, move |core| {
-            let versions = &core.shared.slot_versions;
-            let replies = batches
-                .iter()
-                .map(|b| replica::run(&mut core.store, versions, b))
-                .collect();
-            done.send(replies);
+            for committed in batches {
+                let versions = &core.shared.slot_versions;
+                let replies = replica::run(&mut core.store, versions, &committed.batch);
+                if let Some(answer) = committed.answer {
+                    answer(Ok(replies));
+                }
+            }
+            ran();
         });
     }
 

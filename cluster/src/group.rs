@@ -1,9 +1,11 @@
 //! One partition's Raft group (openraft 0.9, storage v2). A log entry is a batch of write
 //! requests, each with the timestamp and seed its proposer fixed, so every replica computes
 //! the same effects and replies. The state machine does not hold the data: it hands committed
-//! batches to an `Applier` (the server's core owning the partition) in log order. The log
-//! lives in memory here (durability `memory`).
+//! batches to an `Applier` (the server's core owning the partition) in log order, and does
+//! not wait for them to run: the applier answers the proposer itself. The log lives in
+//! memory here (durability `memory`).
 
+use crate::node::Refusal;
 use crate::replica::{Batch, Replies};
 use crate::snapshots::SnapshotFiles;
 use crate::wal::{PartitionLog, Record, Wal, Written};
@@ -12,8 +14,10 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
     StorageError, StorageIOError, StoredMembership, Vote,
 };
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -49,12 +53,66 @@ pub(crate) fn done_pair<T>() -> (Done<T>, oneshot::Receiver<T>) {
 /// large partition takes a while).
 pub type Encode = Box<dyn FnOnce() -> Vec<u8> + Send>;
 
+/// Called once an applier has run what it was handed.
+pub type Ran = Box<dyn FnOnce() + Send>;
+
+/// Told the log index up to which the applier has run a group's log.
+pub type RanUpTo = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What to do with the replies to an entry this node proposed, or why it has none.
+pub type Answer = Box<dyn FnOnce(Result<Replies, Refusal>) + Send>;
+
+/// A committed batch to run, and who waits for its replies on this node (its proposer, when
+/// this node proposed it).
+pub struct Committed {
+    pub batch: Arc<Batch>,
+    pub answer: Option<Answer>,
+}
+
+/// The entries a node has proposed to one group and not yet seen applied, by tag: whichever
+/// comes first, the entry applied here or the group's refusal, takes the answer.
+pub struct Proposals {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, Answer>>,
+}
+
+impl Default for Proposals {
+    /// Tags start at a random number, so an entry proposed before a restart, replayed from
+    /// the log, finds nobody waiting.
+    fn default() -> Proposals {
+        Proposals {
+            next: AtomicU64::new(tessera_storage::rng::seed() | 1),
+            waiting: Mutex::default(),
+        }
+    }
+}
+
+impl Proposals {
+    /// Tags `batch` and keeps `answer` until it is applied or refused.
+    pub fn wait(&self, batch: &mut Batch, answer: Answer) -> u64 {
+        let tag = self.next.fetch_add(1, Ordering::Relaxed).max(1);
+        batch.set_tag(tag);
+        self.waiting
+            .lock()
+            .expect("no holder panics")
+            .insert(tag, answer);
+        tag
+    }
+
+    pub fn take(&self, tag: u64) -> Option<Answer> {
+        if tag == 0 {
+            return None;
+        }
+        self.waiting.lock().expect("no holder panics").remove(&tag)
+    }
+}
+
 /// What holds a partition's data on this node. Each call must take effect in the order the
 /// calls were made (the group makes them in log order).
 pub trait Applier: Send + Sync + 'static {
-    /// Runs committed batches of `partition` in order; their replies, batch by batch, go to
-    /// `done`.
-    fn apply(&self, partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>);
+    /// Runs committed batches of `partition` in order, hands each batch's replies to its
+    /// answer, then calls `ran`. The group does not wait: later calls queue behind.
+    fn apply(&self, partition: u32, batches: Vec<Committed>, ran: Ran);
     /// A copy of the partition's data as it is now, to encode.
     fn snapshot(&self, partition: u32, done: Done<Encode>);
     /// Replaces the partition's keys with a snapshot's; an image that does not validate
@@ -215,11 +273,20 @@ struct Progress {
 /// Log bytes a partition accumulates before a snapshot, at least.
 const MIN_LOG_BYTES: u64 = 8 << 20;
 
+/// Entries of a partition handed to its applier and not yet run, at most: past that, Raft
+/// waits before it hands over more, so a slow core holds back its replica's log instead of
+/// queueing without bound.
+const MAX_UNRUN_ENTRIES: usize = 1024;
+
 /// The state machine of one partition on this node.
 #[derive(Clone)]
 pub struct StateMachine {
     partition: u32,
     applier: Arc<dyn Applier>,
+    ran_up_to: RanUpTo,
+    proposals: Arc<Proposals>,
+    /// One permit per entry the applier may still be handed before it runs what it has.
+    unrun: Arc<tokio::sync::Semaphore>,
     progress: Arc<Mutex<Progress>>,
     /// Where snapshots are kept, unless the node keeps nothing on disk.
     files: Option<Arc<SnapshotFiles>>,
@@ -230,11 +297,15 @@ impl StateMachine {
     pub fn new(
         partition: u32,
         applier: Arc<dyn Applier>,
+        ran_up_to: RanUpTo,
         files: Option<Arc<SnapshotFiles>>,
     ) -> StateMachine {
         StateMachine {
             partition,
             applier,
+            ran_up_to,
+            proposals: Arc::default(),
+            unrun: Arc::new(tokio::sync::Semaphore::new(MAX_UNRUN_ENTRIES)),
             progress: Arc::default(),
             files,
             saving: Arc::default(),
@@ -288,6 +359,11 @@ impl StateMachine {
         };
         self.progress().snapshot = Some((meta.clone(), image));
         Ok(())
+    }
+
+    /// Where this node's proposals to the group wait for their replies.
+    pub fn proposals(&self) -> Arc<Proposals> {
+        self.proposals.clone()
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -407,44 +483,42 @@ impl RaftStateMachine<Partition> for StateMachine {
         I: IntoIterator<Item = Entry<Partition>> + Send,
         I::IntoIter: Send,
     {
-        // One hand-over to the applier for every batch in these entries; `places` says which
-        // of its results answers each entry (blank and membership entries have none).
-        let mut places = Vec::new();
+        // One hand-over to the applier for all these entries, not waited for: the replies go
+        // to the proposals' answers, not back through Raft.
         let mut batches = Vec::new();
         let mut last = None;
+        let mut count = 0;
         for entry in entries {
             last = Some(entry.log_id);
+            count += 1;
             match entry.payload {
-                EntryPayload::Blank => places.push(None),
+                EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => {
                     self.progress().logged_bytes += batch.bytes() as u64;
-                    places.push(Some(batches.len()));
-                    batches.push(batch);
+                    let answer = self.proposals.take(batch.tag());
+                    batches.push(Committed { batch, answer });
                 }
                 EntryPayload::Membership(m) => {
-                    places.push(None);
                     self.progress().membership = StoredMembership::new(Some(entry.log_id), m);
                 }
             }
         }
-        let mut replies = if batches.is_empty() {
-            Vec::new()
-        } else {
-            let (done, rx) = done_pair();
-            self.applier.apply(self.partition, batches, done);
-            rx.await.map_err(|_| gone("the partition's core stopped"))?
-        };
-        if last.is_some() {
-            self.progress().applied = last;
+        if let Some(last) = last {
+            let permits = self
+                .unrun
+                .clone()
+                .acquire_many_owned(count.min(MAX_UNRUN_ENTRIES) as u32)
+                .await
+                .map_err(|_| gone("the partition's state machine closed"))?;
+            let ran_up_to = self.ran_up_to.clone();
+            let ran = Box::new(move || {
+                drop(permits);
+                ran_up_to(last.index)
+            });
+            self.applier.apply(self.partition, batches, ran);
+            self.progress().applied = Some(last);
         }
-        Ok(places
-            .into_iter()
-            .map(|place| {
-                place
-                    .and_then(|i| replies.get_mut(i).map(std::mem::take))
-                    .unwrap_or_default()
-            })
-            .collect())
+        Ok(vec![Replies::default(); count])
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -597,6 +671,10 @@ mod tests {
     struct Data {
         store: Mutex<Option<Store>>,
         versions: replica::SlotVersions,
+        /// Where the node's own proposals wait for their replies.
+        proposals: std::sync::OnceLock<Arc<Proposals>>,
+        /// While set, the node's core is busy: what it was handed stays unrun here.
+        stalled: Mutex<Option<Vec<Ran>>>,
     }
 
     impl Data {
@@ -610,14 +688,18 @@ mod tests {
     }
 
     impl Applier for Data {
-        fn apply(&self, _partition: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>) {
-            let versions = &self.versions;
-            done.send(self.with(|s| {
-                batches
-                    .iter()
-                    .map(|b| replica::run(s, versions, b))
-                    .collect()
-            }));
+        fn apply(&self, _partition: u32, batches: Vec<Committed>, ran: Ran) {
+            if let Some(stalled) = self.stalled.lock().unwrap().as_mut() {
+                stalled.push(ran);
+                return;
+            }
+            for committed in batches {
+                let replies = self.with(|s| replica::run(s, &self.versions, &committed.batch));
+                if let Some(answer) = committed.answer {
+                    answer(Ok(replies));
+                }
+            }
+            ran();
         }
 
         fn snapshot(&self, _partition: u32, done: Done<Encode>) {
@@ -653,12 +735,14 @@ mod tests {
 
     async fn start_with(router: &Router, id: NodeId, config: Config) -> (Group, Arc<Data>) {
         let data = Arc::new(Data::default());
+        let machine = StateMachine::new(0, data.clone(), Arc::new(|_| {}), None);
+        _ = data.proposals.set(machine.proposals());
         let group = Raft::new(
             id,
             Arc::new(config.validate().unwrap()),
             router.clone(),
             LogStore::default(),
-            StateMachine::new(0, data.clone(), None),
+            machine,
         )
         .await
         .unwrap();
@@ -682,9 +766,14 @@ mod tests {
         data.with(|s| replica::run(s, versions, &batch).split_from(0, 1).remove(0))
     }
 
-    async fn write(group: &Group, args: &[&[u8]]) -> Vec<u8> {
-        let batch = Arc::new(Batch::of(Header::new(0, 1), args));
-        let replies = group.client_write(batch).await.unwrap().data;
+    /// Proposes one request on `node` and waits for its reply.
+    async fn write((group, data): &(Group, Arc<Data>), args: &[&[u8]]) -> Vec<u8> {
+        let mut batch = Batch::of(Header::new(0, 1), args);
+        let (done, replies) = done_pair();
+        let proposals = data.proposals.get().expect("set at start");
+        proposals.wait(&mut batch, Box::new(move |outcome| done.send(outcome)));
+        group.client_write(Arc::new(batch)).await.unwrap();
+        let replies = replies.await.unwrap().expect("applied");
         replies.split_from(0, 1).remove(0)
     }
 
@@ -698,18 +787,18 @@ mod tests {
         let members: BTreeSet<NodeId> = (1..=3).collect();
         nodes[0].0.initialize(members).await.unwrap();
         let leader = leader_of(&nodes[0].0).await;
-        let group = &nodes[(leader - 1) as usize].0;
+        let node = &nodes[(leader - 1) as usize];
         for i in 0..50u32 {
             let key = format!("k{i}");
             let value = format!("v{i}");
             assert_eq!(
-                write(group, &[b"SET", key.as_bytes(), value.as_bytes()]).await,
+                write(node, &[b"SET", key.as_bytes(), value.as_bytes()]).await,
                 b"+OK\r\n"
             );
         }
-        assert_eq!(write(group, &[b"INCR", b"n"]).await, b":1\r\n");
+        assert_eq!(write(node, &[b"INCR", b"n"]).await, b":1\r\n");
         // Read before waiting: a metrics borrow held across an await would block the group.
-        let applied = group.metrics().borrow().last_applied.map(|l| l.index);
+        let applied = node.0.metrics().borrow().last_applied.map(|l| l.index);
         for (id, (g, data)) in (1..=3).zip(&nodes) {
             g.wait(Some(Duration::from_secs(10)))
                 .applied_index_at_least(applied, "caught up")
@@ -731,10 +820,9 @@ mod tests {
             .unwrap()
             .current_leader
             .unwrap();
-        let group = &nodes[(new_leader - 1) as usize].0;
-        assert_eq!(write(group, &[b"INCR", b"n"]).await, b":2\r\n");
-        let data = &nodes[(new_leader - 1) as usize].1;
-        assert_eq!(get(data, b"k0"), b"$2\r\nv0\r\n");
+        let node = &nodes[(new_leader - 1) as usize];
+        assert_eq!(write(node, &[b"INCR", b"n"]).await, b":2\r\n");
+        assert_eq!(get(&node.1, b"k0"), b"$2\r\nv0\r\n");
     }
 
     /// Without files, a snapshot only marks its place in the log; a node that needs the log
@@ -747,11 +835,12 @@ mod tests {
             max_in_snapshot_log_to_keep: 0,
             ..config()
         };
-        let (group, _) = start_with(&router, 1, config.clone()).await;
+        let node = start_with(&router, 1, config.clone()).await;
+        let group = &node.0;
         group.initialize(BTreeSet::from([1])).await.unwrap();
-        leader_of(&group).await;
+        leader_of(group).await;
         for _ in 0..10 {
-            write(&group, &[b"INCR", b"n"]).await;
+            write(&node, &[b"INCR", b"n"]).await;
         }
         group.trigger().snapshot().await.unwrap();
         let marked = group
@@ -762,7 +851,7 @@ mod tests {
             .snapshot
             .unwrap();
         for _ in 0..10 {
-            write(&group, &[b"INCR", b"n"]).await;
+            write(&node, &[b"INCR", b"n"]).await;
         }
         group.trigger().purge_log(marked.index).await.unwrap();
         group
@@ -794,5 +883,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(get(&data, b"n"), b"$2\r\n20\r\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_core_that_falls_behind_holds_back_the_log_it_is_handed() {
+        let router = Router::default();
+        let (group, data) = start(&router, 1).await;
+        group.initialize(BTreeSet::from([1])).await.unwrap();
+        leader_of(&group).await;
+        *data.stalled.lock().unwrap() = Some(Vec::new());
+        let first = group.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        let entries = MAX_UNRUN_ENTRIES as u64 + 100;
+        let mut outcomes = Vec::new();
+        for _ in 0..entries {
+            let batch = Batch::of(Header::new(0, 1), &[b"INCR", b"n"]);
+            outcomes.push(group.client_write_ff(Arc::new(batch)).await.unwrap());
+        }
+        group
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(first + entries / 2), "handed over")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let handed = group.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        assert!(
+            handed <= first + MAX_UNRUN_ENTRIES as u64,
+            "{handed} handed over"
+        );
+
+        let stalled = data.stalled.lock().unwrap().take().unwrap();
+        stalled.into_iter().for_each(|ran| ran());
+        for outcome in outcomes {
+            outcome.await.unwrap().unwrap();
+        }
+        group
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(first + entries), "all handed over")
+            .await
+            .unwrap();
     }
 }

@@ -4,9 +4,9 @@
 //! `Routing`.
 
 use crate::forward::{Forwarder, Job};
-use crate::group::{Applier, LogStore, Partition, StateMachine};
+use crate::group::{Applier, LogStore, Partition, Proposals, StateMachine};
 use crate::placement::NodeId;
-use crate::replica::Batch;
+use crate::replica::{Batch, Replies};
 use crate::roster::{self, Change, Roster, RosterApplier, RosterState, Shape};
 use crate::routing::{Led, Member, Routing};
 use crate::snapshots::SnapshotFiles;
@@ -356,7 +356,9 @@ impl Groups {
         } else {
             self.applier.clone()
         };
-        let machine = StateMachine::new(group, applier, self.files.clone());
+        let routing = self.routing.clone();
+        let ran_up_to = Arc::new(move |index| routing.mark_applied(group, index));
+        let machine = StateMachine::new(group, applier, ran_up_to, self.files.clone());
         machine.recover().await?;
         let log = match self.wals.get(&self.core_of[group as usize]) {
             Some(wal) => {
@@ -377,7 +379,7 @@ impl Groups {
         tokio::spawn(watch_leadership(group, raft.clone(), self.routing.clone()));
         tokio::spawn(snapshot_by_size(raft.clone(), machine.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(propose(raft.clone(), rx));
+        tokio::spawn(propose(raft.clone(), machine.proposals(), rx));
         self.proposers
             .write()
             .expect("no holder panics")
@@ -701,18 +703,25 @@ impl Drop for Node {
 }
 
 /// Keeps the partition's leader and this node's read lease current in `routing`. A leader
-/// may serve reads alone until `LEASE_MS` after the last moment a quorum acknowledged it, and only once it has applied an entry of its own term (so everything its
-/// predecessors committed is applied): followers refuse to vote for anyone until
-/// `election_timeout_max` after their last heartbeat, so no other leader can exist before
-/// then.
+/// may serve reads alone until `LEASE_MS` after the last moment a quorum acknowledged it, and
+/// only once its core has run an entry of its own term (so everything its predecessors
+/// committed has run): followers refuse to vote for anyone until `election_timeout_max` after
+/// their last heartbeat, so no other leader can exist before then.
 async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<Routing>) {
     let mut metrics = group.metrics();
+    // The first entry of the current term seen applied, and that term.
+    let mut term_start = (0, u64::MAX);
     loop {
         let (leader, lease_until) = {
             let m = metrics.borrow_and_update();
             let caught_up = m
                 .last_applied
                 .is_some_and(|l| l.leader_id.term == m.current_term);
+            if let Some(applied) = m.last_applied.filter(|_| caught_up) {
+                if term_start.0 != m.current_term {
+                    term_start = (m.current_term, applied.index);
+                }
+            }
             let alone = m.membership_config.membership().voter_ids().count() == 1;
             let lease_until = match (m.state, m.millis_since_quorum_ack) {
                 (ServerState::Leader, _) if caught_up && alone => u64::MAX,
@@ -723,9 +732,9 @@ async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<R
             };
             (m.current_leader, lease_until)
         };
-        routing.set_leader(partition, leader, lease_until);
+        routing.set_leader(partition, leader, lease_until, term_start.1);
         if metrics.changed().await.is_err() {
-            routing.set_leader(partition, None, 0);
+            routing.set_leader(partition, None, 0, u64::MAX);
             return;
         }
     }
@@ -746,8 +755,13 @@ async fn snapshot_by_size(group: Raft<Partition>, machine: StateMachine) {
 }
 
 /// Turns the submissions waiting for a partition into one log entry at a time, keeping
-/// several entries in flight.
-async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceiver<Submission>) {
+/// several entries in flight. Their replies come from the applier when the entry is applied
+/// here; Raft's own answer matters only when it is a refusal.
+async fn propose(
+    group: Raft<Partition>,
+    proposals: Arc<Proposals>,
+    mut submissions: mpsc::UnboundedReceiver<Submission>,
+) {
     while let Some(first) = submissions.recv().await {
         let mut waiting = Vec::new();
         let mut batch = first.batch;
@@ -759,31 +773,46 @@ async fn propose(group: Raft<Partition>, mut submissions: mpsc::UnboundedReceive
             batch.append(&more.batch);
             waiting.push((more.batch.replies(), more.done));
         }
+        let tag = proposals.wait(
+            &mut batch,
+            Box::new(move |outcome| answer(waiting, outcome)),
+        );
+        let refuse = {
+            let proposals = proposals.clone();
+            move |refusal| {
+                if let Some(answer) = proposals.take(tag) {
+                    answer(Err(refusal));
+                }
+            }
+        };
         let Ok(outcome) = group.client_write_ff(Arc::new(batch)).await else {
-            refuse(waiting, Refusal::Unknown);
+            refuse(Refusal::Unknown);
             continue;
         };
         tokio::spawn(async move {
             match outcome.await {
-                Ok(Ok(written)) => {
-                    let mut at = 0;
-                    for (n, done) in waiting {
-                        done(Ok(written.data.split_from(at, n)));
-                        at += n;
-                    }
-                }
+                Ok(Ok(_)) => {}
                 Ok(Err(ClientWriteError::ForwardToLeader(to))) => {
-                    refuse(waiting, Refusal::NotLeader(to.leader_id))
+                    refuse(Refusal::NotLeader(to.leader_id))
                 }
-                _ => refuse(waiting, Refusal::Unknown),
+                _ => refuse(Refusal::Unknown),
             }
         });
     }
 }
 
-/// Tells every submission of an entry why it was not applied.
-fn refuse(waiting: Vec<(usize, WhenDone)>, refusal: Refusal) {
-    waiting.into_iter().for_each(|(_, done)| done(Err(refusal)));
+/// Hands each submission of an entry its share of the replies, or the reason there are none.
+fn answer(waiting: Vec<(usize, WhenDone)>, outcome: Result<Replies, Refusal>) {
+    match outcome {
+        Ok(replies) => {
+            let mut at = 0;
+            for (n, done) in waiting {
+                done(Ok(replies.split_from(at, n)));
+                at += n;
+            }
+        }
+        Err(refusal) => waiting.into_iter().for_each(|(_, done)| done(Err(refusal))),
+    }
 }
 
 /// Waits until node `id` holds the leader's log up to where it was when asked (within

@@ -7,7 +7,7 @@
 //! partitions move away, but it stays in the roster (and reachable) until it holds none, when
 //! the roster group's leader proposes to forget it.
 
-use crate::group::{Applier, Done, Encode};
+use crate::group::{Applier, Committed, Done, Encode, Ran};
 use crate::placement::{self, NodeId};
 use crate::replica::{Batch, Header, Replies};
 use crate::routing::Member;
@@ -199,15 +199,23 @@ impl RosterState {
 pub struct RosterApplier(pub Arc<RosterState>);
 
 impl Applier for RosterApplier {
-    fn apply(&self, _group: u32, batches: Vec<Arc<Batch>>, done: Done<Vec<Replies>>) {
+    fn apply(&self, _group: u32, batches: Vec<Committed>, ran: Ran) {
         let changes: Vec<Change> = batches
             .iter()
-            .flat_map(|b| b.arguments())
+            .flat_map(|c| c.batch.arguments())
             .filter_map(|bytes| bincode::deserialize(bytes).ok())
             .collect();
-        self.0
-            .update(|roster| changes.into_iter().for_each(|c| roster.apply(c)));
-        done.send(vec![Replies::default(); batches.len()]);
+        // Blank and membership entries carry no change, and must not make an empty roster
+        // look known.
+        if !batches.is_empty() {
+            self.0
+                .update(|roster| changes.into_iter().for_each(|c| roster.apply(c)));
+        }
+        // A change's reply says only that it was applied.
+        for answer in batches.into_iter().filter_map(|c| c.answer) {
+            answer(Ok(Replies::default()));
+        }
+        ran();
     }
 
     fn snapshot(&self, _group: u32, done: Done<Encode>) {
@@ -235,6 +243,7 @@ impl Applier for RosterApplier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn member(id: NodeId) -> Member {
         Member {
@@ -292,14 +301,32 @@ mod tests {
         let state = RosterState::new(start_up, Some((dir.clone(), shape)));
         assert!(!state.settled());
         let applier = RosterApplier(state.clone());
-        let (done, _replies) = crate::group::done_pair();
-        let batches = vec![
-            Arc::new(Change::Create(vec![member(1)]).batch()),
-            Arc::new(Change::Add(member(2)).batch()),
-        ];
-        applier.apply(64, batches, done);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let count_ran = |ran: &Arc<AtomicUsize>| {
+            let ran = ran.clone();
+            Box::new(move || _ = ran.fetch_add(1, Ordering::Relaxed))
+        };
+        applier.apply(64, Vec::new(), count_ran(&ran));
+        assert!(!state.settled(), "a blank entry says nothing of the roster");
+        let answered = Arc::new(AtomicUsize::new(0));
+        let batches = [Change::Create(vec![member(1)]), Change::Add(member(2))]
+            .into_iter()
+            .map(|change| {
+                let answered = answered.clone();
+                Committed {
+                    batch: Arc::new(change.batch()),
+                    answer: Some(Box::new(move |outcome| {
+                        assert!(outcome.is_ok());
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    })),
+                }
+            })
+            .collect();
+        applier.apply(64, batches, count_ran(&ran));
         assert_eq!(state.current().active(), BTreeSet::from([1, 2]));
         assert!(state.settled());
+        assert_eq!(answered.load(Ordering::Relaxed), 2);
+        assert_eq!(ran.load(Ordering::Relaxed), 2);
         let kept = load(&dir).expect("kept for restarts");
         assert_eq!((kept.roster, kept.shape), (state.current(), shape));
         let _ = std::fs::remove_dir_all(&dir);

@@ -49,6 +49,13 @@ pub struct Routing {
     leaders: Vec<AtomicU64>,
     /// Unix ms until which this node, leading the partition, may serve reads on its own.
     leases: Vec<AtomicU64>,
+    /// The log index its core must have applied before this node, leading the partition,
+    /// serves reads: the first of the leader's term it saw applied, which follows every
+    /// entry its predecessors committed.
+    readable_from: Vec<AtomicU64>,
+    /// The log index up to which the partition's core has run the log: Raft counts an entry
+    /// applied once it is handed to the core, a little before the core runs it.
+    applied: Vec<AtomicU64>,
     /// Bumped whenever some group's leader changes, for whoever waits for one.
     leader_changes: tokio::sync::watch::Sender<u64>,
 }
@@ -86,6 +93,8 @@ impl Routing {
             hosted: (0..groups).map(|_| AtomicBool::new(false)).collect(),
             leaders: (0..groups).map(|_| AtomicU64::new(NO_LEADER)).collect(),
             leases: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            readable_from: (0..groups).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            applied: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             leader_changes: tokio::sync::watch::Sender::new(0),
         };
         routing.set_roster(roster);
@@ -169,12 +178,29 @@ impl Routing {
 
     /// Whether this node may serve a linearizable read of `partition` at `now` (Unix ms).
     pub fn readable(&self, partition: u32, now: u64) -> bool {
+        let p = partition as usize;
         self.leader(partition) == Some(self.me)
-            && now < self.leases[partition as usize].load(Ordering::Acquire)
+            && now < self.leases[p].load(Ordering::Acquire)
+            && self.applied[p].load(Ordering::Acquire)
+                >= self.readable_from[p].load(Ordering::Acquire)
     }
 
-    pub(crate) fn set_leader(&self, group: u32, leader: Option<NodeId>, lease_until: u64) {
+    /// Records that the partition's core has run its log up to `index`.
+    pub fn mark_applied(&self, partition: u32, index: u64) {
+        self.applied[partition as usize].store(index, Ordering::Release);
+    }
+
+    /// Records a group's leader, and for how long and from which applied index this node
+    /// may serve reads on its own.
+    pub(crate) fn set_leader(
+        &self,
+        group: u32,
+        leader: Option<NodeId>,
+        lease_until: u64,
+        readable_from: u64,
+    ) {
         let g = group as usize;
+        self.readable_from[g].store(readable_from, Ordering::Release);
         self.leases[g].store(lease_until, Ordering::Release);
         let leader = leader.unwrap_or(NO_LEADER);
         if self.leaders[g].swap(leader, Ordering::AcqRel) != leader {
@@ -209,7 +235,7 @@ impl Routing {
                 continue;
             }
             if !self.hosts(led.group) {
-                self.set_leader(led.group, Some(led.leader), 0);
+                self.set_leader(led.group, Some(led.leader), 0, u64::MAX);
             }
             self.set_voters(led.group, led.voters.clone(), led.since);
         }
@@ -218,5 +244,35 @@ impl Routing {
     /// Partitions this node leads now.
     pub fn led_here(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.partitions).filter(|&p| self.leader(p) == Some(self.me))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::Change;
+
+    #[test]
+    fn a_leader_serves_reads_only_within_its_lease_and_once_its_core_ran_its_first_entry() {
+        let mut roster = Roster::default();
+        roster.apply(Change::Create(
+            (1..=3)
+                .map(|id| Member {
+                    id,
+                    client: format!("127.0.0.1:{}", 7000 + id),
+                    raft: format!("127.0.0.1:{}", 17000 + id),
+                })
+                .collect(),
+        ));
+        let routing = Routing::new(1, &roster, 4, 3);
+        routing.set_leader(2, Some(1), 1_000, 10);
+        routing.mark_applied(2, 9);
+        assert!(!routing.readable(2, 500), "the core has not run entry 10");
+        routing.mark_applied(2, 10);
+        assert!(routing.readable(2, 500));
+        assert!(!routing.readable(2, 1_000), "the lease ran out");
+        assert!(!routing.readable(3, 500), "another partition");
+        routing.set_leader(2, Some(3), 1_000, 10);
+        assert!(!routing.readable(2, 500), "another node leads it");
     }
 }
