@@ -9,8 +9,14 @@
   tessera-single  Tessera: one node, no cluster.
 
 For each round, each configuration is started alone and runs `redis-benchmark [--cluster]
--t set` then `-t get` (the GET run reads the keys the SET run wrote); medians of requests per second and p99 latency
-are reported, with ratios to Redis Cluster. The script asserts nothing about speed.
+-t set` then `-t get` (the GET run reads the keys the SET run wrote); medians of requests per
+second, p99 latency and the servers' CPU time per request (utime+stime of every server
+process, over the run) are reported, with ratios to Redis Cluster. redis-benchmark reports a
+threaded (--cluster) run's duration in steps of 250 ms, so after the first round each run
+asks for as many requests as about --seconds of it took then (never fewer than --requests).
+The CPU ratio is the steadier figure on a shared machine: on 2 CPUs every configuration is
+CPU-bound, and the host's other load moves throughput more than CPU per request. The script
+asserts nothing about speed.
 
 With --restart-keys N it then loads N keys (`key:%012d`, --data-size bytes) into a fresh
 3-node fsync cluster, kills one node with SIGKILL, restarts it, and reports how long it took
@@ -119,33 +125,40 @@ STARTERS = {
 }
 
 
-def bench(args, port, cluster, test):
+def bench(args, servers, port, cluster, test, requests):
+    """Requests per second, p99 latency (ms) and the servers' CPU seconds per request."""
     argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", test, "-P", str(args.pipeline),
-            "-c", str(args.clients), "-n", str(args.requests), "-r", str(args.keyspace),
+            "-c", str(args.clients), "-n", str(requests), "-r", str(args.keyspace),
             "-d", str(args.data_size), "--csv"]
     if cluster:
         argv.insert(1, "--cluster")
+    cpu_before = sum(server.cpu_seconds() for server in servers)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
         raise BenchError(f"{shlex.join(argv)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
     row = parse_csv(proc.stdout, test)[-1]
-    return float(row["rps"]), float(row["p99_latency_ms"])
+    return float(row["rps"]), float(row["p99_latency_ms"]), cpu / requests
 
 
 def run(args):
     """Each round starts each configuration alone (so no idle cluster's heartbeats or gossip
     share the CPUs with the one measured), runs SET then GET, and stops it."""
     runs = {(c, t): [] for c in CONFIGS for t in ("set", "get")}
+    requests = {(c, t): args.requests for c in CONFIGS for t in ("set", "get")}
     with tempfile.TemporaryDirectory(prefix="tessera-cluster-bench-") as workdir:
         for rnd in range(1, args.rounds + 1):
             for config in CONFIGS:
                 try:
                     # A fresh directory: Redis Cluster nodes must not find an old nodes.conf.
-                    _, port, cluster = STARTERS[config](args, tempfile.mkdtemp(dir=workdir))
+                    servers, port, cluster = STARTERS[config](args, tempfile.mkdtemp(dir=workdir))
                     for test in ("set", "get"):
-                        rps, p99 = bench(args, port, cluster, test)
-                        runs[(config, test)].append((rps, p99))
-                        log(f"round {rnd} {config:15} {test}: {rps:>12,.0f} rps  p99 {p99:.3f} ms")
+                        n = requests[(config, test)]
+                        rps, p99, cpu = bench(args, servers, port, cluster, test, n)
+                        runs[(config, test)].append((rps, p99, cpu))
+                        requests[(config, test)] = max(args.requests, int(rps * args.seconds))
+                        log(f"round {rnd} {config:15} {test}: {rps:>12,.0f} rps  p99 {p99:.3f} ms  "
+                            f"cpu {cpu * 1e6:.2f} us/request  (-n {n})")
                 finally:
                     for server in list(Server.live):  # whatever started, even if not all did
                         server.stop()
@@ -271,17 +284,20 @@ def membership_time(args):
 
 def report(args, runs):
     print(f"## Clusters side by side (redis-benchmark -P {args.pipeline} -c {args.clients} "
-          f"-r {args.keyspace} -d {args.data_size} -n {args.requests}; medians of {args.rounds} rounds; "
-          f"{os.cpu_count()} CPUs; tessera --threads {args.threads} per node)")
+          f"-r {args.keyspace} -d {args.data_size} -n {args.requests}+ (about {args.seconds:g} s a run); "
+          f"medians of {args.rounds} rounds; {os.cpu_count()} CPUs; tessera --threads {args.threads} per node)")
     print()
-    print("| configuration | test | rps | p99 ms | rps / Redis Cluster |")
-    print("|---|---|--:|--:|--:|")
+    print("| configuration | test | rps | p99 ms | server CPU us/request | rps / Redis Cluster | "
+          "Redis Cluster CPU / this CPU |")
+    print("|---|---|--:|--:|--:|--:|--:|")
     for test in ("set", "get"):
-        base = statistics.median(r for r, _ in runs[("redis-cluster", test)])
+        def median(config, field):
+            return statistics.median(run[field] for run in runs[(config, test)])
+        base_rps, base_cpu = median("redis-cluster", 0), median("redis-cluster", 2)
         for config in CONFIGS:
-            rps = statistics.median(r for r, _ in runs[(config, test)])
-            p99 = statistics.median(p for _, p in runs[(config, test)])
-            print(f"| {config} | {test.upper()} | {rps:,.0f} | {p99:.3f} | {rps / base:.2f} |")
+            rps, p99, cpu = median(config, 0), median(config, 1), median(config, 2)
+            print(f"| {config} | {test.upper()} | {rps:,.0f} | {p99:.3f} | {cpu * 1e6:.2f} | "
+                  f"{rps / base_rps:.2f} | {base_cpu / cpu:.2f} |")
     print()
 
 
@@ -291,7 +307,10 @@ def main():
     p.add_argument("--redis-server", default="redis-server")
     p.add_argument("--threads", type=int, default=1, help="event-loop threads per Tessera node (default 1)")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--requests", type=int, default=1_000_000)
+    p.add_argument("--requests", type=int, default=1_000_000,
+                   help="-n of every first-round run, and the least of the later ones")
+    p.add_argument("--seconds", type=float, default=8.0,
+                   help="how long each run after the first round should take, about")
     p.add_argument("--pipeline", type=int, default=16)
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--keyspace", type=int, default=100_000)

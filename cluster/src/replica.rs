@@ -62,8 +62,11 @@ impl SlotVersions {
     }
 
     /// Counts a write, once it is applied (a WATCH that reads the new count sees its data).
+    /// Only the core owning the slot's partition writes its count, so a plain load and store
+    /// do: a locked add would stall the apply loop on every write.
     fn bump(&self, slot: u16) {
-        self.0[slot as usize].fetch_add(1, Ordering::Release);
+        let count = &self.0[slot as usize];
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 
     fn set(&self, slot: u16, count: u64) {
