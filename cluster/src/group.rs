@@ -891,8 +891,14 @@ mod tests {
         let (group, data) = start(&router, 1).await;
         group.initialize(BTreeSet::from([1])).await.unwrap();
         leader_of(&group).await;
+        // The leader's first entry (index 1, after the membership at 0) runs before the stall.
+        let first = 1;
+        group
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(first), "the leader's first entry")
+            .await
+            .unwrap();
         *data.stalled.lock().unwrap() = Some(Vec::new());
-        let first = group.metrics().borrow().last_applied.map_or(0, |l| l.index);
         let entries = MAX_UNRUN_ENTRIES as u64 + 100;
         let mut outcomes = Vec::new();
         for _ in 0..entries {
