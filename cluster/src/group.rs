@@ -766,6 +766,17 @@ mod tests {
         data.with(|s| replica::run(s, versions, &batch).split_from(0, 1).remove(0))
     }
 
+    /// Where the node's latest snapshot stands in the log, once it has one.
+    async fn snapshot_of(group: &Group, what: &str) -> LogId<NodeId> {
+        group
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some(), what)
+            .await
+            .unwrap()
+            .snapshot
+            .unwrap()
+    }
+
     /// Proposes one request on `node` and waits for its reply.
     async fn write((group, data): &(Group, Arc<Data>), args: &[&[u8]]) -> Vec<u8> {
         let mut batch = Batch::of(Header::new(0, 1), args);
@@ -843,13 +854,7 @@ mod tests {
             write(&node, &[b"INCR", b"n"]).await;
         }
         group.trigger().snapshot().await.unwrap();
-        let marked = group
-            .wait(Some(Duration::from_secs(10)))
-            .metrics(|m| m.snapshot.is_some(), "a snapshot")
-            .await
-            .unwrap()
-            .snapshot
-            .unwrap();
+        let marked = snapshot_of(group, "a snapshot").await;
         for _ in 0..10 {
             write(&node, &[b"INCR", b"n"]).await;
         }
@@ -865,13 +870,7 @@ mod tests {
             .add_learner(2, BasicNode::default(), true)
             .await
             .unwrap();
-        let installed = learner
-            .wait(Some(Duration::from_secs(10)))
-            .metrics(|m| m.snapshot.is_some(), "a snapshot installed")
-            .await
-            .unwrap()
-            .snapshot
-            .unwrap();
+        let installed = snapshot_of(&learner, "a snapshot installed").await;
         assert!(
             installed.index > marked.index,
             "the image is made when sent"
