@@ -2,7 +2,14 @@
 //! as a history, and checkers decide whether some legal sequential order explains it.
 //!
 //! [`history`] stores and pairs the recorded events; [`linearizable`] checks register
-//! histories for linearizability.
+//! histories for linearizability; [`counter`] bounds the reads of counters that clients
+//! only increment; [`set`] checks that sets clients only add to lose and invent no
+//! elements; [`report`] holds what they share: grouping by key and the overall report.
 
+pub mod counter;
+#[cfg(test)]
+mod fixtures;
 pub mod history;
 pub mod linearizable;
+pub mod report;
+pub mod set;

@@ -16,7 +16,7 @@
 //! drawn from a few values can exhaust the budget, and running out of it answers
 //! `Unknown`, never `Valid`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::history::{Operation, Outcome, NEVER};
+use crate::report::{self, check_by_key};
 
 /// Operations shown before and beside the one that could not be linearized: enough to
 /// see how the register got its value, few enough to read.
@@ -121,14 +122,8 @@ pub struct KeyReport {
     pub verdict: KeyVerdict,
 }
 
-/// The check of a whole history, as it will go into results.json.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Report {
-    /// Invalid if any key is, else unknown if any key is, else valid.
-    pub valid: Validity,
-    /// Sorted by key.
-    pub keys: Vec<KeyReport>,
-}
+/// The check of a whole history of registers.
+pub type Report = report::Report<KeyReport>;
 
 /// An operation that is not a register operation with well-formed values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +131,17 @@ pub struct MalformedOperation {
     pub process: u64,
     pub invoke_time: u64,
     pub reason: String,
+}
+
+impl MalformedOperation {
+    /// The error for `operation`, found malformed for `reason`.
+    pub fn of(operation: &Operation, reason: String) -> Self {
+        MalformedOperation {
+            process: operation.process,
+            invoke_time: operation.invoke_time,
+            reason,
+        }
+    }
 }
 
 impl fmt::Display for MalformedOperation {
@@ -157,26 +163,15 @@ pub fn check_registers(
     operations: &[Operation],
     budget: &Budget,
 ) -> Result<Report, MalformedOperation> {
-    let mut by_key: BTreeMap<Option<&str>, Vec<RegisterOperation>> = BTreeMap::new();
-    for operation in operations {
-        let key_operations = by_key.entry(operation.key.as_deref()).or_default();
-        if let Some(register_operation) = register_operation(operation)? {
-            key_operations.push(register_operation);
-        }
-    }
-    let keys: Vec<KeyReport> = by_key
-        .into_iter()
-        .map(|(key, key_operations)| check_register(key, key_operations, budget))
-        .collect();
-    let any_key = |validity| keys.iter().any(|key| key.verdict.validity() == validity);
-    let valid = if any_key(Validity::Invalid) {
-        Validity::Invalid
-    } else if any_key(Validity::Unknown) {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
-    Ok(Report { valid, keys })
+    check_by_key(
+        operations,
+        |key_operations: &mut Vec<_>, operation| {
+            key_operations.extend(register_operation(operation)?);
+            Ok(())
+        },
+        |key, key_operations| check_register(key, key_operations, budget),
+        |key| key.verdict.validity(),
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -227,11 +222,7 @@ struct RegisterOperation<'a> {
 fn register_operation(
     operation: &Operation,
 ) -> Result<Option<RegisterOperation<'_>>, MalformedOperation> {
-    let malformed = |reason: String| MalformedOperation {
-        process: operation.process,
-        invoke_time: operation.invoke_time,
-        reason,
-    };
+    let malformed = |reason| MalformedOperation::of(operation, reason);
     let action = match operation.function.as_str() {
         "read" => {
             if operation.outcome != Outcome::Ok {
@@ -708,28 +699,11 @@ impl<'a> Search<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{
+        assert_only_key_b_invalid, failed, indeterminate, on_key, only_key_b_wrong, operation,
+        read, Generator,
+    };
     use serde_json::json;
-
-    fn operation(
-        process: u64,
-        function: &str,
-        invoke_value: Value,
-        completion_value: Value,
-        invoke_time: u64,
-        complete_time: u64,
-    ) -> Operation {
-        Operation {
-            process,
-            function: function.to_string(),
-            key: None,
-            invoke_value,
-            outcome: Outcome::Ok,
-            completion_value,
-            invoke_time,
-            complete_time,
-            error: None,
-        }
-    }
 
     fn write(process: u64, value: i64, invoke_time: u64, complete_time: u64) -> Operation {
         operation(
@@ -737,17 +711,6 @@ mod tests {
             "write",
             json!(value),
             json!(value),
-            invoke_time,
-            complete_time,
-        )
-    }
-
-    fn read(process: u64, seen: Option<i64>, invoke_time: u64, complete_time: u64) -> Operation {
-        operation(
-            process,
-            "read",
-            Value::Null,
-            json!(seen),
             invoke_time,
             complete_time,
         )
@@ -769,23 +732,6 @@ mod tests {
             invoke_time,
             complete_time,
         )
-    }
-
-    fn failed(mut operation: Operation) -> Operation {
-        operation.outcome = Outcome::Fail;
-        operation
-    }
-
-    fn indeterminate(mut operation: Operation) -> Operation {
-        operation.outcome = Outcome::Info;
-        operation.completion_value = Value::Null;
-        operation.complete_time = NEVER;
-        operation
-    }
-
-    fn on_key(mut operation: Operation, key: &str) -> Operation {
-        operation.key = Some(key.to_string());
-        operation
     }
 
     fn check(operations: &[Operation]) -> Report {
@@ -966,29 +912,10 @@ mod tests {
 
     #[test]
     fn keys_are_checked_independently() {
-        let history = [
-            on_key(write(0, 1, 0, 1), "a"),
-            on_key(write(1, 5, 0, 1), "b"),
-            on_key(read(0, Some(1), 2, 3), "a"),
-            // Sees key a's value on key b.
-            on_key(read(1, Some(1), 2, 3), "b"),
-            read(2, None, 4, 5),
-        ];
-        let report = check(&history);
-        assert_eq!(report.valid, Validity::Invalid);
-        let verdicts: Vec<_> = report
-            .keys
-            .iter()
-            .map(|key| (key.key.as_deref(), key.verdict.validity()))
-            .collect();
-        assert_eq!(
-            verdicts,
-            vec![
-                (None, Validity::Valid),
-                (Some("a"), Validity::Valid),
-                (Some("b"), Validity::Invalid),
-            ]
-        );
+        let report = check(&only_key_b_wrong(write));
+        let verdicts = report.keys.iter();
+        let verdicts = verdicts.map(|key| (key.key.as_deref(), key.verdict.validity()));
+        assert_only_key_b_invalid(report.valid, verdicts.collect());
     }
 
     /// Writes of distinct values, all concurrent, then a read of a value none of them
@@ -1062,18 +989,6 @@ mod tests {
         assert_eq!(unknown, json!("unknown"));
         let valid = serde_json::to_value(check(&[]).valid).unwrap();
         assert_eq!(valid, json!(true));
-    }
-
-    /// A tiny xorshift generator, so generated histories are the same on every run.
-    struct Generator(u64);
-
-    impl Generator {
-        fn below(&mut self, bound: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % bound
-        }
     }
 
     /// Decides linearizability by trying every order of every admissible subset of the
