@@ -4,12 +4,15 @@
 //! [`history`] stores and pairs the recorded events; [`linearizable`] checks register
 //! histories for linearizability; [`counter`] bounds the reads of counters that clients
 //! only increment; [`set`] checks that sets clients only add to lose and invent no
-//! elements; [`report`] holds what they share: grouping by key and the overall report.
+//! elements; [`list_append`] checks lists that clients only append to for the anomalies
+//! Elle finds, from lost appends to dependency cycles that real time forbids; [`report`]
+//! holds what they share: grouping by key and the overall report.
 
 pub mod counter;
 #[cfg(test)]
 mod fixtures;
 pub mod history;
 pub mod linearizable;
+pub mod list_append;
 pub mod report;
 pub mod set;
