@@ -6,7 +6,8 @@
 //! only increment; [`set`] checks that sets clients only add to lose and invent no
 //! elements; [`list_append`] checks lists that clients only append to for the anomalies
 //! Elle finds, from lost appends to dependency cycles that real time forbids; [`report`]
-//! holds what they share: grouping by key and the overall report.
+//! holds what they share: grouping by key and the overall report; [`plot`] draws latency
+//! and throughput SVGs with nemesis windows shaded, and a run's index page.
 
 pub mod counter;
 #[cfg(test)]
@@ -14,5 +15,6 @@ mod fixtures;
 pub mod history;
 pub mod linearizable;
 pub mod list_append;
+pub mod plot;
 pub mod report;
 pub mod set;
