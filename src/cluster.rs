@@ -348,6 +348,12 @@ pub fn route(
     }
     let partition = routing.partition_of(slot);
     let leader = routing.leader(partition);
+    let planted_stale_read = crate::planted::active(crate::planted::Bug::StaleFollowerRead)
+        && !spec.is_write()
+        && routing.hosts(partition);
+    if planted_stale_read {
+        return None;
+    }
     if leader != Some(routing.me) {
         // A blocking command would hold up the one connection every forwarded request of
         // this node shares with that leader, and a WATCH belongs to the client's own
@@ -686,11 +692,19 @@ pub fn submit(core: &mut Core) {
     if core.outbox.partitions.is_empty() {
         return;
     }
-    let Some(node) = core.shared.cluster.get() else {
+    let shared = core.shared.clone();
+    let Some(node) = shared.cluster.get() else {
         return;
     };
     let proposals: Vec<_> = core.outbox.partitions.drain().collect();
     for (partition, (batch, targets)) in proposals {
+        if crate::planted::active(crate::planted::Bug::AckBeforeCommit) {
+            for (target, _) in targets {
+                core.deliver_reply(target, b"+OK\r\n".to_vec());
+            }
+            submit_then(core, node, partition, batch, |_, _| {});
+            continue;
+        }
         submit_then(core, node, partition, batch, move |core, outcome| {
             answered(core, targets, outcome)
         });

@@ -16,6 +16,7 @@ pub mod introspect;
 pub mod mailbox;
 pub mod multi;
 pub mod net;
+pub mod planted;
 pub mod pubsub;
 pub mod server;
 pub mod transaction;
