@@ -8,6 +8,11 @@
 //! Elle finds, from lost appends to dependency cycles that real time forbids; [`report`]
 //! holds what they share: grouping by key and the overall report; [`plot`] draws latency
 //! and throughput SVGs with nemesis windows shaded, and a run's index page.
+//!
+//! The runner drives a real cluster: [`run`] sequences a test, [`net`] builds the
+//! namespaced network and its faults, [`nodes`] manages the server processes, [`nemesis`]
+//! schedules faults, [`workload`] draws operations and reads replies, [`resp`] talks to the
+//! nodes, [`recorder`] writes the history as it happens, and [`rng`] makes runs replayable.
 
 pub mod counter;
 #[cfg(test)]
@@ -15,6 +20,14 @@ mod fixtures;
 pub mod history;
 pub mod linearizable;
 pub mod list_append;
+pub mod nemesis;
+pub mod net;
+pub mod nodes;
 pub mod plot;
+pub mod recorder;
 pub mod report;
+pub mod resp;
+pub mod rng;
+pub mod run;
 pub mod set;
+pub mod workload;

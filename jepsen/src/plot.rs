@@ -371,16 +371,24 @@ pub fn throughput_svg(events: &[Event]) -> Result<String, PairingError> {
     Ok(svg)
 }
 
-/// A page linking a run's plots and files, showing whether the history was valid.
-pub fn index_html(run_name: &str, valid: &str) -> String {
+/// A page linking a run's plots and files (`files`, relative to the run's folder, such as
+/// the node logs), showing whether the history was valid.
+pub fn index_html(run_name: &str, valid: &str, files: &[String]) -> String {
     let (run_name, valid) = (escape(run_name), escape(valid));
+    let mut links = String::new();
+    for file in ["results.json", "history.jsonl"]
+        .into_iter()
+        .chain(files.iter().map(String::as_str))
+    {
+        let file = escape(file);
+        let _ = writeln!(links, "<li><a href=\"{file}\">{file}</a></li>");
+    }
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{run_name}</title></head>\n\
          <body><h1>{run_name}</h1>\n<p>valid: <b>{valid}</b></p>\n\
          <p><a href=\"latency.svg\"><img src=\"latency.svg\" alt=\"latency\"></a></p>\n\
          <p><a href=\"throughput.svg\"><img src=\"throughput.svg\" alt=\"throughput\"></a></p>\n\
-         <ul><li><a href=\"results.json\">results.json</a></li>\n\
-         <li><a href=\"history.jsonl\">history.jsonl</a></li></ul>\n</body></html>\n"
+         <ul>\n{links}</ul>\n</body></html>\n"
     )
 }
 
@@ -520,8 +528,9 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        let page = index_html("run <&\"", "true");
+        let page = index_html("run <&\"", "true", &["n1/<log>".to_string()]);
         assert!(page.contains("run &lt;&amp;&quot;") && !page.contains("run <"));
+        assert!(page.contains("<a href=\"n1/&lt;log&gt;\">") && page.contains("history.jsonl"));
         let events = vec![
             client(0, EventType::Invoke, "f<&\"", 0),
             client(0, EventType::Ok, "f<&\"", 5),
