@@ -10,7 +10,7 @@
 //! and throughput SVGs with nemesis windows shaded, and a run's index page.
 //!
 //! The runner drives a real cluster: [`run`] sequences a test, [`net`] builds the
-//! namespaced network and its faults, [`nodes`] manages the server processes, [`nemesis`]
+//! namespaced network and its faults ([`proxy`] without root), [`nodes`] manages the server processes, [`nemesis`]
 //! schedules faults, [`workload`] draws operations and reads replies, [`resp`] talks to the
 //! nodes, [`recorder`] writes the history as it happens, and [`rng`] makes runs replayable.
 
@@ -24,6 +24,7 @@ pub mod nemesis;
 pub mod net;
 pub mod nodes;
 pub mod plot;
+pub mod proxy;
 pub mod recorder;
 pub mod report;
 pub mod resp;

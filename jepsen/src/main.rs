@@ -60,6 +60,10 @@ struct TestArgs {
     /// Seed of the run's random choices [default: from the clock]; printed for replay.
     #[arg(long)]
     seed: Option<u64>,
+    /// Use the loopback network with a TCP proxy per node, as without root, instead of
+    /// network namespaces.
+    #[arg(long)]
+    proxies: bool,
     /// Where run folders go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/store"))]
     store: PathBuf,
@@ -156,6 +160,7 @@ fn options(args: TestArgs) -> Result<Options, String> {
         recovery: Duration::from_secs(args.recovery),
         client_timeout: Duration::from_secs_f64(args.client_timeout),
         seed,
+        proxies: args.proxies,
         store: args.store,
         node_settings: NodeSettings {
             binary,

@@ -309,7 +309,7 @@ impl Nemesis<'_> {
         let address = {
             let mut nodes = self.nodes();
             nodes.start_joining(id, others[0])?;
-            nodes.network().client_address(id).to_string()
+            nodes.network().advertised_address(id).to_string()
         };
         // The node checks the member list when it starts, and refuses to join empty as a
         // member it already names: it must have read the list before it is added.

@@ -1,5 +1,6 @@
-//! The test network: each node in its own network namespace, joined to the others by veth
-//! pairs on one bridge, so that partitions and packet loss act on real packets.
+//! The test network. As root: each node in its own network namespace, joined to the others
+//! by veth pairs on one bridge, so that partitions and packet loss act on real packets.
+//! Without root, [`crate::proxy`] stands in: a fault-injecting TCP proxy per node.
 //!
 //! Faults are iptables rules inside the receiving node's namespace, in chains of the
 //! runner's own so each kind heals apart: `tessera-cut` drops everything from the nodes
@@ -12,6 +13,113 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
+
+use crate::proxy::Proxies;
+
+/// The network the nodes run in, and where faults are injected.
+pub enum Network {
+    Namespaces(Namespaces),
+    Proxies(Proxies),
+}
+
+impl Network {
+    /// Namespaces when this process is root and `proxies` is not asked for.
+    pub fn create(nodes: &[u64], proxies: bool) -> Result<Network, String> {
+        if proxies || !Namespaces::available() {
+            Ok(Network::Proxies(Proxies::create(nodes)?))
+        } else {
+            Ok(Network::Namespaces(Namespaces::create(nodes)?))
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Network::Namespaces(_) => "network namespaces",
+            Network::Proxies(_) => "loopback with a TCP proxy per node",
+        }
+    }
+
+    /// Where node `node` listens, and where the test's clients reach it.
+    pub fn client_address(&self, node: u64) -> SocketAddr {
+        match self {
+            Network::Namespaces(namespaces) => namespaces.client_address(node),
+            Network::Proxies(proxies) => proxies.client_address(node),
+        }
+    }
+
+    /// Where the other nodes reach node `node`: its address in the member list.
+    pub fn advertised_address(&self, node: u64) -> SocketAddr {
+        match self {
+            Network::Namespaces(namespaces) => namespaces.client_address(node),
+            Network::Proxies(proxies) => proxies.advertised_address(node),
+        }
+    }
+
+    /// The program and arguments that run `program` as node `node`.
+    pub fn wrap(&self, node: u64, program: &str) -> (String, Vec<String>) {
+        match self {
+            Network::Namespaces(namespaces) => namespaces.wrap(node, program),
+            Network::Proxies(_) => (program.to_string(), Vec::new()),
+        }
+    }
+
+    /// Tells the network which process is node `node` now (None: it is not running).
+    pub fn started(&self, node: u64, pid: Option<u32>) {
+        if let Network::Proxies(proxies) = self {
+            proxies.set_pid(node, pid);
+        }
+    }
+
+    /// Whether `degrade` delays packets as well as dropping some.
+    pub fn delay_supported(&self) -> bool {
+        match self {
+            Network::Namespaces(namespaces) => namespaces.delay_supported(),
+            Network::Proxies(_) => true,
+        }
+    }
+
+    /// Replaces the partition in force: for each `(from, to)`, `to` hears nothing from `from`.
+    pub fn partition(&self, links_cut: &BTreeSet<(u64, u64)>) -> Result<(), String> {
+        match self {
+            Network::Namespaces(namespaces) => namespaces.partition(links_cut),
+            Network::Proxies(proxies) => {
+                proxies.partition(links_cut);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn heal_partition(&self) -> Result<(), String> {
+        match self {
+            Network::Namespaces(namespaces) => namespaces.heal_partition(),
+            Network::Proxies(proxies) => {
+                proxies.heal_partition();
+                Ok(())
+            }
+        }
+    }
+
+    /// Loses `loss_percent` of what `nodes` receive and delays it by about `delay_ms`.
+    pub fn degrade(&self, nodes: &[u64], loss_percent: u32, delay_ms: u32) -> Result<(), String> {
+        match self {
+            Network::Namespaces(namespaces) => namespaces.degrade(nodes, loss_percent, delay_ms),
+            Network::Proxies(proxies) => {
+                proxies.degrade(nodes, loss_percent, delay_ms);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn heal_degradation(&self) -> Result<(), String> {
+        match self {
+            Network::Namespaces(namespaces) => namespaces.heal_degradation(),
+            Network::Proxies(proxies) => {
+                proxies.heal_degradation();
+                Ok(())
+            }
+        }
+    }
+}
 
 /// Every namespace and link the runner makes carries this prefix, so a run can clear what
 /// an earlier, interrupted run left behind.
@@ -87,12 +195,12 @@ fn clear_leftovers() {
 
 impl Namespaces {
     /// Whether this process may make namespaces: it must be root.
-    pub fn available() -> bool {
+    fn available() -> bool {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() == 0 }
     }
 
-    pub fn create(nodes: &[u64]) -> Result<Namespaces, String> {
+    fn create(nodes: &[u64]) -> Result<Namespaces, String> {
         clear_leftovers();
         let [a, b, c] = SUBNET;
         run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
@@ -135,23 +243,22 @@ impl Namespaces {
         })
     }
 
-    pub fn delay_supported(&self) -> bool {
+    fn delay_supported(&self) -> bool {
         self.delay_supported
     }
 
     /// Where node `node` listens for clients, reachable from the runner.
-    pub fn client_address(&self, node: u64) -> SocketAddr {
+    fn client_address(&self, node: u64) -> SocketAddr {
         SocketAddr::from((ip(node), CLIENT_PORT))
     }
 
     /// The program and arguments that run `program` inside `node`'s namespace.
-    pub fn wrap(&self, node: u64, program: &str) -> (String, Vec<String>) {
+    fn wrap(&self, node: u64, program: &str) -> (String, Vec<String>) {
         let args = ["netns", "exec", &namespace(node), program];
         ("ip".into(), args.iter().map(|a| a.to_string()).collect())
     }
 
-    /// Replaces the partition in force: for each `(from, to)`, `to` drops what `from` sends.
-    pub fn partition(&self, links_cut: &BTreeSet<(u64, u64)>) -> Result<(), String> {
+    fn partition(&self, links_cut: &BTreeSet<(u64, u64)>) -> Result<(), String> {
         self.heal_partition()?;
         for &(from, to) in links_cut {
             let source = ip(from).to_string();
@@ -163,7 +270,7 @@ impl Namespaces {
         Ok(())
     }
 
-    pub fn heal_partition(&self) -> Result<(), String> {
+    fn heal_partition(&self) -> Result<(), String> {
         for &node in &self.nodes {
             in_namespace(node, &["iptables", "-F", CUT_CHAIN])?;
         }
@@ -172,7 +279,7 @@ impl Namespaces {
 
     /// Drops `loss_percent` of the packets `nodes` receive and, where the kernel can,
     /// delays each by `delay_ms` ± half as much.
-    pub fn degrade(&self, nodes: &[u64], loss_percent: u32, delay_ms: u32) -> Result<(), String> {
+    fn degrade(&self, nodes: &[u64], loss_percent: u32, delay_ms: u32) -> Result<(), String> {
         let probability = format!("{:.3}", f64::from(loss_percent) / 100.0);
         for &node in nodes {
             in_namespace(
@@ -205,7 +312,7 @@ impl Namespaces {
         Ok(())
     }
 
-    pub fn heal_degradation(&self) -> Result<(), String> {
+    fn heal_degradation(&self) -> Result<(), String> {
         for &node in &self.nodes {
             in_namespace(node, &["iptables", "-F", LOSS_CHAIN])?;
             if self.delay_supported {

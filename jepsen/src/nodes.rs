@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::net::Namespaces;
+use crate::net::Network;
 use crate::resp::{Connection, Reply};
 
 /// How the nodes are started.
@@ -29,7 +29,7 @@ struct Node {
 
 pub struct Nodes {
     settings: NodeSettings,
-    network: Namespaces,
+    network: Network,
     nodes: Vec<Node>,
     members: String,
 }
@@ -38,10 +38,10 @@ pub struct Nodes {
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Nodes {
-    pub fn new(settings: NodeSettings, network: Namespaces, ids: &[u64], run: &Path) -> Nodes {
+    pub fn new(settings: NodeSettings, network: Network, ids: &[u64], run: &Path) -> Nodes {
         let members = ids
             .iter()
-            .map(|&id| format!("{id}@{}", network.client_address(id)))
+            .map(|&id| format!("{id}@{}", network.advertised_address(id)))
             .collect::<Vec<_>>()
             .join(",");
         let nodes = ids
@@ -65,7 +65,7 @@ impl Nodes {
         self.nodes.iter().map(|node| node.id).collect()
     }
 
-    pub fn network(&self) -> &Namespaces {
+    pub fn network(&self) -> &Network {
         &self.network
     }
 
@@ -87,7 +87,7 @@ impl Nodes {
 
     /// Starts node `id`, wiped, to join the cluster through member `seed`.
     pub fn start_joining(&mut self, id: u64, seed: u64) -> Result<(), String> {
-        let seed = self.network.client_address(seed).to_string();
+        let seed = self.network.advertised_address(seed).to_string();
         self.spawn(id, vec!["--join".into(), seed])
     }
 
@@ -137,6 +137,7 @@ impl Nodes {
             command.env("TESSERA_PLANTED_BUG", bug);
         }
         let child = command.spawn().map_err(|e| format!("{program}: {e}"))?;
+        self.network.started(id, Some(child.id()));
         let node = self.node(id);
         node.child = Some(child);
         node.paused = false;
@@ -180,6 +181,7 @@ impl Nodes {
             let _ = child.wait();
         }
         node.paused = false;
+        self.network.started(id, None);
     }
 
     fn signal(&mut self, id: u64, signal: libc::c_int) -> bool {
@@ -282,7 +284,7 @@ impl Nodes {
                 let host = String::from_utf8_lossy(host);
                 self.nodes
                     .iter()
-                    .find(|n| self.network.client_address(n.id).ip().to_string() == host)
+                    .find(|n| self.network.advertised_address(n.id).ip().to_string() == host)
                     .map(|n| n.id)
             })
         })

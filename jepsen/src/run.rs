@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::history::{pair_operations, EventType, Operation, Outcome, Process};
 use crate::linearizable::{Budget, Validity};
 use crate::nemesis::{Fault, Nemesis};
-use crate::net::Namespaces;
+use crate::net::Network;
 use crate::nodes::{NodeSettings, Nodes};
 use crate::plot;
 use crate::recorder::Recorder;
@@ -35,6 +35,8 @@ pub struct Options {
     pub recovery: Duration,
     pub client_timeout: Duration,
     pub seed: u64,
+    /// The proxied loopback network even as root.
+    pub proxies: bool,
     pub store: PathBuf,
     pub node_settings: NodeSettings,
 }
@@ -60,12 +62,8 @@ pub fn run(options: Options) -> Result<(Verdict, PathBuf), String> {
     point_latest_at(&options.store, &folder);
     println!("run folder: {}", folder.display());
     let ids: Vec<u64> = (1..=options.nodes).collect();
-    if !Namespaces::available() {
-        return Err(
-            "the test network needs root (network namespaces, veth, iptables); run as root".into(),
-        );
-    }
-    let network = Namespaces::create(&ids)?;
+    let network = Network::create(&ids, options.proxies)?;
+    println!("network: {}", network.kind());
     let recorder = Recorder::create(&folder.join("history.jsonl"))
         .map_err(|e| format!("history.jsonl: {e}"))?;
     let mut nodes = Nodes::new(options.node_settings, network, &ids, &folder);
