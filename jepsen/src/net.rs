@@ -23,13 +23,19 @@ pub enum Network {
 }
 
 impl Network {
-    /// Namespaces when this process is root and `proxies` is not asked for.
+    /// Namespaces when this process is root and `proxies` is not asked for; proxies too
+    /// when making namespaces fails (a container without the right to), said on stderr.
     pub fn create(nodes: &[u64], proxies: bool) -> Result<Network, String> {
-        if proxies || !Namespaces::available() {
-            Ok(Network::Proxies(Proxies::create(nodes)?))
-        } else {
-            Ok(Network::Namespaces(Namespaces::create(nodes)?))
+        if !proxies && Namespaces::available() {
+            match Namespaces::create(nodes) {
+                Ok(namespaces) => return Ok(Network::Namespaces(namespaces)),
+                Err(why) => {
+                    clear_leftovers();
+                    eprintln!("network namespaces unavailable ({why}); using proxies");
+                }
+            }
         }
+        Ok(Network::Proxies(Proxies::create(nodes)?))
     }
 
     pub fn kind(&self) -> &'static str {
