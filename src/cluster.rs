@@ -13,7 +13,7 @@ use crate::server::Shared;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
-use tessera_cluster::forward::Job;
+use tessera_cluster::forward::{Job, Unrelayed};
 use tessera_cluster::group::{Applier, Committed, Done, Encode, Ran};
 use tessera_cluster::node::{Node, Outcome, Refusal, Settings, Submission};
 use tessera_cluster::replica::{self, Batch, Header};
@@ -652,7 +652,7 @@ impl Relay {
     /// attempts are left: then it goes to the partition's leader once one is known.
     fn job(self, request: Vec<u8>, attempts: u32) -> Job {
         let again = (attempts > 0 && self.partition.is_some()).then(|| request.clone());
-        let done = move |relayed: Result<Vec<u8>, String>| {
+        let done = move |relayed: Result<Vec<u8>, Unrelayed>| {
             let not_led = |reply: &Vec<u8>| {
                 [&b"-MOVED "[..], b"-ASK ", b"-CLUSTERDOWN "]
                     .iter()
@@ -668,11 +668,12 @@ impl Relay {
                 }
             }
             let write = self.write;
-            let reply = relayed.unwrap_or_else(|why| {
-                error_reply(&if write {
-                    format!("UNCERTAIN forwarding to the leader failed ({why}): the write may or may not have been applied")
-                } else {
-                    format!("TRYAGAIN forwarding to the leader failed ({why})")
+            let reply = relayed.unwrap_or_else(|failure| {
+                let why = failure.why;
+                error_reply(&match (write, failure.sent) {
+                    (true, true) => format!("UNCERTAIN forwarding to the leader failed ({why}): the write may or may not have been applied"),
+                    (_, false) => format!("TRYAGAIN forwarding to the leader failed ({why}): the request did not reach it"),
+                    (false, true) => format!("TRYAGAIN forwarding to the leader failed ({why})"),
                 })
             });
             let target = self.target;

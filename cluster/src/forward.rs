@@ -15,8 +15,33 @@ use tokio::sync::mpsc;
 /// How long reaching a leader may take before its requests fail.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why a forwarded request has no reply.
+#[derive(Clone, Debug)]
+pub struct Unrelayed {
+    pub why: String,
+    /// Whether the request may have reached the leader; false when it was never written,
+    /// so the leader cannot have run it.
+    pub sent: bool,
+}
+
+impl Unrelayed {
+    fn unsent(why: &str) -> Unrelayed {
+        Unrelayed {
+            why: why.to_string(),
+            sent: false,
+        }
+    }
+
+    fn sent(why: &str) -> Unrelayed {
+        Unrelayed {
+            why: why.to_string(),
+            sent: true,
+        }
+    }
+}
+
 /// What becomes of a forwarded request: the leader's reply bytes, or why there is none.
-pub type Relayed = Box<dyn FnOnce(Result<Vec<u8>, String>) + Send>;
+pub type Relayed = Box<dyn FnOnce(Result<Vec<u8>, Unrelayed>) + Send>;
 
 /// One request to relay: RESP bytes and where its reply goes.
 pub struct Job {
@@ -75,7 +100,7 @@ async fn relay(address: &str, resp3: bool, mut jobs: mpsc::UnboundedReceiver<Job
     };
     jobs.close();
     while let Ok(job) = jobs.try_recv() {
-        (job.done)(Err(why.clone()));
+        (job.done)(Err(Unrelayed::unsent(&why)));
     }
     why
 }
@@ -128,10 +153,10 @@ async fn pipeline(stream: TcpStream, jobs: &mut mpsc::UnboundedReceiver<Job>) ->
             match read_reply(&mut reader, &mut buf).await {
                 Ok(reply) => done(Ok(reply)),
                 Err(why) => {
-                    done(Err(why.clone()));
+                    done(Err(Unrelayed::sent(&why)));
                     sent_rx.close();
                     while let Ok(done) = sent_rx.try_recv() {
-                        done(Err(why.clone()));
+                        done(Err(Unrelayed::sent(&why)));
                     }
                     return why;
                 }
@@ -151,16 +176,19 @@ async fn pipeline(stream: TcpStream, jobs: &mut mpsc::UnboundedReceiver<Job>) ->
         let mut failed = None;
         for job in batch {
             if failed.is_some() {
-                (job.done)(Err("the connection to the leader failed".into()));
+                (job.done)(Err(Unrelayed::unsent(
+                    "the connection to the leader failed",
+                )));
                 continue;
             }
+            // A failed write may still have flushed part or all of the request.
             if let Err(e) = writer.write_all(&job.request).await {
                 failed = Some(e.to_string());
-                (job.done)(Err(e.to_string()));
+                (job.done)(Err(Unrelayed::sent(&e.to_string())));
                 continue;
             }
             if let Err(mpsc::error::SendError(done)) = sent_tx.send(job.done) {
-                done(Err("the connection to the leader failed".into()));
+                done(Err(Unrelayed::sent("the connection to the leader failed")));
                 failed = Some("the reply reader stopped".into());
             }
         }
@@ -178,5 +206,59 @@ async fn pipeline(stream: TcpStream, jobs: &mut mpsc::UnboundedReceiver<Job>) ->
     match receiving.await {
         Ok(reader_why) if why == "stopped" => reader_why,
         _ => why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+
+    const REQUEST: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+
+    /// Relays one SET to `address` and waits for what becomes of it.
+    async fn relay_one(address: &str) -> Result<Vec<u8>, Unrelayed> {
+        let forwarder = Arc::new(Forwarder::default());
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            request: REQUEST.to_vec(),
+            done: Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        };
+        forwarder.send(&tokio::runtime::Handle::current(), address, false, job);
+        rx.await.expect("every job is answered")
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_left_is_known_unsent_and_one_that_left_is_not() {
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let nobody = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let refused = relay_one(&nobody).await.unwrap_err();
+        assert!(!refused.sent, "{refused:?}");
+
+        // A leader that reads the request and hangs up before answering may have run it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; REQUEST.len()];
+            stream.read_exact(&mut request).await.unwrap();
+        });
+        let hung_up = relay_one(&address).await.unwrap_err();
+        assert!(hung_up.sent, "{hung_up:?}");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; REQUEST.len()];
+            stream.read_exact(&mut request).await.unwrap();
+            stream.write_all(b"+OK\r\n").await.unwrap();
+            let _ = stream.read(&mut request).await;
+        });
+        assert_eq!(relay_one(&address).await.unwrap(), b"+OK\r\n");
     }
 }
