@@ -231,8 +231,24 @@ mod tests {
         rx.await.expect("every job is answered")
     }
 
+    /// A leader that reads one request, then answers it or hangs up without answering.
+    async fn leader(answers: bool) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; REQUEST.len()];
+            stream.read_exact(&mut request).await.unwrap();
+            if answers {
+                stream.write_all(b"+OK\r\n").await.unwrap();
+                let _ = stream.read(&mut request).await;
+            }
+        });
+        address
+    }
+
     #[tokio::test]
-    async fn a_request_that_never_left_is_known_unsent_and_one_that_left_is_not() {
+    async fn a_request_is_known_unsent_only_when_it_never_left() {
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let nobody = closed.local_addr().unwrap().to_string();
         drop(closed);
@@ -240,25 +256,10 @@ mod tests {
         assert!(!refused.sent, "{refused:?}");
 
         // A leader that reads the request and hangs up before answering may have run it.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut request = [0u8; REQUEST.len()];
-            stream.read_exact(&mut request).await.unwrap();
-        });
-        let hung_up = relay_one(&address).await.unwrap_err();
+        let hung_up = relay_one(&leader(false).await).await.unwrap_err();
         assert!(hung_up.sent, "{hung_up:?}");
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut request = [0u8; REQUEST.len()];
-            stream.read_exact(&mut request).await.unwrap();
-            stream.write_all(b"+OK\r\n").await.unwrap();
-            let _ = stream.read(&mut request).await;
-        });
+        let address = leader(true).await;
         assert_eq!(relay_one(&address).await.unwrap(), b"+OK\r\n");
     }
 }

@@ -205,25 +205,24 @@ impl Nemesis<'_> {
                 let value = json!({ "kind": kind, "components": components });
                 (Active::Partition, value)
             }
-            Fault::Kill => {
+            Fault::Kill | Fault::Pause => {
                 let (ids, kind) = self.victims(&nodes, rng);
+                let killing = fault == Fault::Kill;
                 for &id in &ids {
-                    nodes.kill(id);
+                    if killing {
+                        nodes.kill(id);
+                    } else {
+                        nodes.pause(id);
+                    }
                 }
-                (
-                    Active::Killed(ids.clone()),
-                    json!({ "kind": kind, "killed": ids }),
-                )
-            }
-            Fault::Pause => {
-                let (ids, kind) = self.victims(&nodes, rng);
-                for &id in &ids {
-                    nodes.pause(id);
-                }
-                (
-                    Active::Paused(ids.clone()),
-                    json!({ "kind": kind, "paused": ids }),
-                )
+                let mut value = json!({ "kind": kind });
+                let (active, done) = if killing {
+                    (Active::Killed(ids.clone()), "killed")
+                } else {
+                    (Active::Paused(ids.clone()), "paused")
+                };
+                value[done] = json!(ids);
+                (active, value)
             }
             Fault::Netem => {
                 let mut ids = nodes.ids();
@@ -277,14 +276,15 @@ impl Nemesis<'_> {
         }
     }
 
+    fn others_than(&self, id: u64) -> Vec<u64> {
+        let mut ids = self.nodes().ids();
+        ids.retain(|&n| n != id);
+        ids
+    }
+
     /// Asks a member other than `id` to remove node `id`, and waits until it is out.
     fn remove(&self, id: u64) -> Result<(), String> {
-        let others: Vec<u64> = self
-            .nodes()
-            .ids()
-            .into_iter()
-            .filter(|&n| n != id)
-            .collect();
+        let others = self.others_than(id);
         let id_text = id.to_string();
         self.change_membership(
             &others,
@@ -300,12 +300,7 @@ impl Nemesis<'_> {
 
     /// Starts the wiped node `id` empty, joining through another member, and adds it back.
     fn add_back(&self, id: u64) -> Result<(), String> {
-        let others: Vec<u64> = self
-            .nodes()
-            .ids()
-            .into_iter()
-            .filter(|&n| n != id)
-            .collect();
+        let others = self.others_than(id);
         let address = {
             let mut nodes = self.nodes();
             nodes.start_joining(id, others[0])?;
