@@ -7,9 +7,10 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use clap::Parser;
+use tessera_jepsen::linearizable::Validity;
 use tessera_jepsen::nemesis::Fault;
 use tessera_jepsen::nodes::NodeSettings;
-use tessera_jepsen::run::{run, Options, Verdict};
+use tessera_jepsen::run::{run, Options};
 use tessera_jepsen::workload::Kind;
 
 #[derive(Parser, Debug)]
@@ -178,9 +179,9 @@ fn main() -> ExitCode {
         Ok((verdict, folder)) => {
             println!("{verdict:?}: {}", folder.join("results.json").display());
             ExitCode::from(match verdict {
-                Verdict::Valid => 0,
-                Verdict::Invalid => 1,
-                Verdict::Unknown => 2,
+                Validity::Valid => 0,
+                Validity::Invalid => 1,
+                Validity::Unknown => 2,
             })
         }
         Err(error) => {

@@ -6,7 +6,7 @@
 //! runner's own so each kind heals apart: `tessera-cut` drops everything from the nodes
 //! it is cut off from, `tessera-loss` drops a share of every packet. Delay needs the
 //! kernel's netem queueing discipline; where the kernel lacks it (some sandboxes' kernels
-//! do), [`Namespaces::delay_supported`] says so and the nemesis injects loss alone.
+//! do), [`Network::delay_supported`] says so and the nemesis injects loss alone.
 //! The clients stay in the runner's namespace and reach every node over the bridge, as
 //! Jepsen's clients reach every node whatever the partition.
 
@@ -17,114 +17,52 @@ use std::process::Command;
 use crate::proxy::Proxies;
 
 /// The network the nodes run in, and where faults are injected.
-pub enum Network {
-    Namespaces(Namespaces),
-    Proxies(Proxies),
-}
-
-impl Network {
-    /// Namespaces when this process is root and `proxies` is not asked for; proxies too
-    /// when making namespaces fails (a container without the right to), said on stderr.
-    pub fn create(nodes: &[u64], proxies: bool) -> Result<Network, String> {
-        if !proxies && Namespaces::available() {
-            match Namespaces::create(nodes) {
-                Ok(namespaces) => return Ok(Network::Namespaces(namespaces)),
-                Err(why) => {
-                    clear_leftovers();
-                    eprintln!("network namespaces unavailable ({why}); using proxies");
-                }
-            }
-        }
-        Ok(Network::Proxies(Proxies::create(nodes)?))
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Network::Namespaces(_) => "network namespaces",
-            Network::Proxies(_) => "loopback with a TCP proxy per node",
-        }
-    }
+pub trait Network: Send {
+    fn kind(&self) -> &'static str;
 
     /// Where node `node` listens, and where the test's clients reach it.
-    pub fn client_address(&self, node: u64) -> SocketAddr {
-        match self {
-            Network::Namespaces(namespaces) => namespaces.client_address(node),
-            Network::Proxies(proxies) => proxies.client_address(node),
-        }
-    }
+    fn client_address(&self, node: u64) -> SocketAddr;
 
     /// Where the other nodes reach node `node`: its address in the member list.
-    pub fn advertised_address(&self, node: u64) -> SocketAddr {
-        match self {
-            Network::Namespaces(namespaces) => namespaces.client_address(node),
-            Network::Proxies(proxies) => proxies.advertised_address(node),
-        }
+    fn advertised_address(&self, node: u64) -> SocketAddr {
+        self.client_address(node)
     }
 
     /// The program and arguments that run `program` as node `node`.
-    pub fn wrap(&self, node: u64, program: &str) -> (String, Vec<String>) {
-        match self {
-            Network::Namespaces(namespaces) => namespaces.wrap(node, program),
-            Network::Proxies(_) => (program.to_string(), Vec::new()),
-        }
+    fn wrap(&self, _node: u64, program: &str) -> (String, Vec<String>) {
+        (program.to_string(), Vec::new())
     }
 
     /// Tells the network which process is node `node` now (None: it is not running).
-    pub fn started(&self, node: u64, pid: Option<u32>) {
-        if let Network::Proxies(proxies) = self {
-            proxies.set_pid(node, pid);
-        }
-    }
+    fn started(&self, _node: u64, _pid: Option<u32>) {}
 
     /// Whether `degrade` delays packets as well as dropping some.
-    pub fn delay_supported(&self) -> bool {
-        match self {
-            Network::Namespaces(namespaces) => namespaces.delay_supported(),
-            Network::Proxies(_) => true,
-        }
-    }
+    fn delay_supported(&self) -> bool;
 
     /// Replaces the partition in force: for each `(from, to)`, `to` hears nothing from `from`.
-    pub fn partition(&self, links_cut: &BTreeSet<(u64, u64)>) -> Result<(), String> {
-        match self {
-            Network::Namespaces(namespaces) => namespaces.partition(links_cut),
-            Network::Proxies(proxies) => {
-                proxies.partition(links_cut);
-                Ok(())
-            }
-        }
-    }
+    fn partition(&self, links_cut: &BTreeSet<(u64, u64)>) -> Result<(), String>;
 
-    pub fn heal_partition(&self) -> Result<(), String> {
-        match self {
-            Network::Namespaces(namespaces) => namespaces.heal_partition(),
-            Network::Proxies(proxies) => {
-                proxies.heal_partition();
-                Ok(())
-            }
-        }
-    }
+    fn heal_partition(&self) -> Result<(), String>;
 
     /// Loses `loss_percent` of what `nodes` receive and delays it by about `delay_ms`.
-    pub fn degrade(&self, nodes: &[u64], loss_percent: u32, delay_ms: u32) -> Result<(), String> {
-        match self {
-            Network::Namespaces(namespaces) => namespaces.degrade(nodes, loss_percent, delay_ms),
-            Network::Proxies(proxies) => {
-                proxies.degrade(nodes, loss_percent, delay_ms);
-                Ok(())
-            }
-        }
-    }
+    fn degrade(&self, nodes: &[u64], loss_percent: u32, delay_ms: u32) -> Result<(), String>;
 
-    pub fn heal_degradation(&self) -> Result<(), String> {
-        match self {
-            Network::Namespaces(namespaces) => namespaces.heal_degradation(),
-            Network::Proxies(proxies) => {
-                proxies.heal_degradation();
-                Ok(())
+    fn heal_degradation(&self) -> Result<(), String>;
+}
+
+/// Namespaces when this process is root and `proxies` is not asked for; proxies too when
+/// making namespaces fails (a container without the right to), said on stderr.
+pub fn create(nodes: &[u64], proxies: bool) -> Result<Box<dyn Network>, String> {
+    if !proxies && Namespaces::available() {
+        match Namespaces::create(nodes) {
+            Ok(namespaces) => return Ok(Box::new(namespaces)),
+            Err(why) => {
+                clear_leftovers();
+                eprintln!("network namespaces unavailable ({why}); using proxies");
             }
         }
     }
+    Ok(Box::new(Proxies::create(nodes)?))
 }
 
 /// Every namespace and link the runner makes carries this prefix, so a run can clear what
@@ -248,17 +186,21 @@ impl Namespaces {
             delay_supported,
         })
     }
+}
+
+impl Network for Namespaces {
+    fn kind(&self) -> &'static str {
+        "network namespaces"
+    }
 
     fn delay_supported(&self) -> bool {
         self.delay_supported
     }
 
-    /// Where node `node` listens for clients, reachable from the runner.
     fn client_address(&self, node: u64) -> SocketAddr {
         SocketAddr::from((ip(node), CLIENT_PORT))
     }
 
-    /// The program and arguments that run `program` inside `node`'s namespace.
     fn wrap(&self, node: u64, program: &str) -> (String, Vec<String>) {
         let args = ["netns", "exec", &namespace(node), program];
         ("ip".into(), args.iter().map(|a| a.to_string()).collect())
@@ -283,8 +225,7 @@ impl Namespaces {
         Ok(())
     }
 
-    /// Drops `loss_percent` of the packets `nodes` receive and, where the kernel can,
-    /// delays each by `delay_ms` ± half as much.
+    /// Delay only where the kernel has netem: each packet by `delay_ms` ± half as much.
     fn degrade(&self, nodes: &[u64], loss_percent: u32, delay_ms: u32) -> Result<(), String> {
         let probability = format!("{:.3}", f64::from(loss_percent) / 100.0);
         for &node in nodes {

@@ -1,7 +1,7 @@
 //! The tessera processes under test: started, killed, paused and restarted by the runner
 //! and its nemesis, each with its data directory and log in the run's folder.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -29,7 +29,7 @@ struct Node {
 
 pub struct Nodes {
     settings: NodeSettings,
-    network: Network,
+    network: Box<dyn Network>,
     nodes: Vec<Node>,
     members: String,
 }
@@ -38,7 +38,12 @@ pub struct Nodes {
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Nodes {
-    pub fn new(settings: NodeSettings, network: Network, ids: &[u64], run: &Path) -> Nodes {
+    pub fn new(
+        settings: NodeSettings,
+        network: Box<dyn Network>,
+        ids: &[u64],
+        run: &Path,
+    ) -> Nodes {
         let members = ids
             .iter()
             .map(|&id| format!("{id}@{}", network.advertised_address(id)))
@@ -65,8 +70,8 @@ impl Nodes {
         self.nodes.iter().map(|node| node.id).collect()
     }
 
-    pub fn network(&self) -> &Network {
-        &self.network
+    pub fn network(&self) -> &dyn Network {
+        self.network.as_ref()
     }
 
     fn node(&mut self, id: u64) -> &mut Node {
@@ -301,7 +306,7 @@ impl Nodes {
         self.nodes
             .iter()
             .map(|node| node.folder.join("node.log"))
-            .filter(|path| File::open(path).is_ok())
+            .filter(|path| path.exists())
             .collect()
     }
 }

@@ -234,15 +234,38 @@ fn marker(shape: usize, x: f64, y: f64, colour: &str, class: &str) -> String {
     }
 }
 
+/// What both plots start from: the operations, the run's length in whole seconds, the
+/// frame spanning it and the nemesis windows.
+struct Prologue {
+    operations: Vec<Operation>,
+    seconds: u64,
+    frame: Frame,
+    windows: Vec<Window>,
+}
+
+impl Prologue {
+    fn of(events: &[Event]) -> Result<Prologue, PairingError> {
+        let seconds = span_seconds(events);
+        Ok(Prologue {
+            operations: pair_operations(events)?,
+            seconds,
+            frame: Frame {
+                seconds: seconds as f64,
+            },
+            windows: nemesis_windows(events, seconds * NS_PER_S),
+        })
+    }
+}
+
 /// Each operation's latency against its invoke time; `info` ones, which never
 /// completed, sit on the top edge.
 pub fn latency_svg(events: &[Event]) -> Result<String, PairingError> {
-    let operations = pair_operations(events)?;
-    let seconds = span_seconds(events);
-    let frame = Frame {
-        seconds: seconds as f64,
-    };
-    let windows = nemesis_windows(events, seconds * NS_PER_S);
+    let Prologue {
+        operations,
+        frame,
+        windows,
+        ..
+    } = Prologue::of(events)?;
     let latency_ms =
         |op: &Operation| (op.complete_time.saturating_sub(op.invoke_time) as f64 / 1e6).max(1e-3);
     let completed = operations.iter().filter(|op| op.complete_time != NEVER);
@@ -322,12 +345,12 @@ fn throughput_buckets(
 
 /// Completions per second over time, one line per (f, outcome).
 pub fn throughput_svg(events: &[Event]) -> Result<String, PairingError> {
-    let operations = pair_operations(events)?;
-    let seconds = span_seconds(events);
-    let frame = Frame {
-        seconds: seconds as f64,
-    };
-    let windows = nemesis_windows(events, seconds * NS_PER_S);
+    let Prologue {
+        operations,
+        seconds,
+        frame,
+        windows,
+    } = Prologue::of(events)?;
     let series = throughput_buckets(&operations, seconds);
     let peak = series.values().flatten().copied().max().unwrap_or(0).max(1) as f64;
     let step = nice_step(peak);

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::net::Network;
 use crate::rng::Rng;
 
 const CLIENT_PORT: u16 = 6379;
@@ -79,18 +80,28 @@ impl Proxies {
             .lock()
             .expect("no proxy thread panics holding the faults")
     }
+}
+
+impl Network for Proxies {
+    fn kind(&self) -> &'static str {
+        "loopback with a TCP proxy per node"
+    }
+
+    fn delay_supported(&self) -> bool {
+        true
+    }
 
     /// Where node `node` serves the test's clients (directly, not through its proxy).
-    pub fn client_address(&self, node: u64) -> SocketAddr {
+    fn client_address(&self, node: u64) -> SocketAddr {
         SocketAddr::from((real_ip(node), CLIENT_PORT))
     }
 
     /// Where the other nodes reach node `node`: its proxy.
-    pub fn advertised_address(&self, node: u64) -> SocketAddr {
+    fn advertised_address(&self, node: u64) -> SocketAddr {
         SocketAddr::from((proxy_ip(node), CLIENT_PORT))
     }
 
-    pub fn set_pid(&self, node: u64, pid: Option<u32>) {
+    fn started(&self, node: u64, pid: Option<u32>) {
         let mut faults = self.faults();
         match pid {
             Some(pid) => faults.pids.insert(node, pid),
@@ -98,24 +109,28 @@ impl Proxies {
         };
     }
 
-    pub fn partition(&self, links_cut: &BTreeSet<(u64, u64)>) {
+    fn partition(&self, links_cut: &BTreeSet<(u64, u64)>) -> Result<(), String> {
         self.faults().cut = links_cut.clone();
+        Ok(())
     }
 
-    pub fn heal_partition(&self) {
+    fn heal_partition(&self) -> Result<(), String> {
         self.faults().cut.clear();
+        Ok(())
     }
 
-    pub fn degrade(&self, nodes: &[u64], loss_percent: u32, delay_ms: u32) {
+    fn degrade(&self, nodes: &[u64], loss_percent: u32, delay_ms: u32) -> Result<(), String> {
         let delay = Duration::from_millis(u64::from(delay_ms));
         let mut faults = self.faults();
         for &node in nodes {
             faults.degraded.insert(node, (loss_percent, delay));
         }
+        Ok(())
     }
 
-    pub fn heal_degradation(&self) {
+    fn heal_degradation(&self) -> Result<(), String> {
         self.faults().degraded.clear();
+        Ok(())
     }
 }
 

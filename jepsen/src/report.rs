@@ -37,13 +37,17 @@ pub fn check_by_key<'a, G: Default, K>(
         .into_iter()
         .map(|(key, group)| check_key(key, group))
         .collect();
-    let any_key = |wanted| keys.iter().any(|key| validity(key) == wanted);
-    let valid = if any_key(Validity::Invalid) {
-        Validity::Invalid
-    } else if any_key(Validity::Unknown) {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
+    let valid = worst(keys.iter().map(validity));
     Ok(Report { valid, keys })
+}
+
+/// Invalid if any verdict is, else unknown if any is, else valid (also for none).
+pub fn worst(verdicts: impl IntoIterator<Item = Validity>) -> Validity {
+    verdicts
+        .into_iter()
+        .fold(Validity::Valid, |worst, verdict| match (worst, verdict) {
+            (Validity::Invalid, _) | (_, Validity::Invalid) => Validity::Invalid,
+            (Validity::Unknown, _) | (_, Validity::Unknown) => Validity::Unknown,
+            _ => Validity::Valid,
+        })
 }

@@ -15,10 +15,11 @@ use serde_json::{json, Value};
 use crate::history::{pair_operations, EventType, Operation, Outcome, Process};
 use crate::linearizable::{Budget, Validity};
 use crate::nemesis::{Fault, Nemesis};
-use crate::net::Network;
+use crate::net;
 use crate::nodes::{NodeSettings, Nodes};
 use crate::plot;
 use crate::recorder::Recorder;
+use crate::report::worst;
 use crate::resp::{CallError, Connection};
 use crate::rng::Rng;
 use crate::workload::{Completion, Kind, Op, Workload};
@@ -41,14 +42,6 @@ pub struct Options {
     pub node_settings: NodeSettings,
 }
 
-/// How a run ended, as the process's exit status says it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Valid,
-    Invalid,
-    Unknown,
-}
-
 /// How long the nodes may take to form the cluster.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the final reads may keep retrying, all together: a cluster that cannot
@@ -56,13 +49,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const FINAL_READS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the test and writes its folder; errors are the harness's own.
-pub fn run(options: Options) -> Result<(Verdict, PathBuf), String> {
+pub fn run(options: Options) -> Result<(Validity, PathBuf), String> {
     let folder = options.store.join(run_name(&options));
     fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
     point_latest_at(&options.store, &folder);
     println!("run folder: {}", folder.display());
     let ids: Vec<u64> = (1..=options.nodes).collect();
-    let network = Network::create(&ids, options.proxies)?;
+    let network = net::create(&ids, options.proxies)?;
     println!("network: {}", network.kind());
     let recorder = Recorder::create(&folder.join("history.jsonl"))
         .map_err(|e| format!("history.jsonl: {e}"))?;
@@ -170,7 +163,7 @@ pub fn run(options: Options) -> Result<(Verdict, PathBuf), String> {
         "index.html",
         &plot::index_html(&name, &results["valid"].to_string(), &logs),
     )?;
-    if verdict == Verdict::Valid {
+    if verdict == Validity::Valid {
         nodes.remove_data();
     }
     Ok((verdict, folder))
@@ -324,7 +317,11 @@ fn final_reads(
 }
 
 /// Runs each workload's checker on its operations, and the recovery check.
-fn check(workloads: &[Workload], operations: &[Operation], recovered: &[bool]) -> (Verdict, Value) {
+fn check(
+    workloads: &[Workload],
+    operations: &[Operation],
+    recovered: &[bool],
+) -> (Validity, Value) {
     let mut results = BTreeMap::new();
     let mut verdicts = Vec::new();
     let budget = Budget::default();
@@ -357,18 +354,7 @@ fn check(workloads: &[Workload], operations: &[Operation], recovered: &[bool]) -
     if !unrecovered.is_empty() {
         verdicts.push(Validity::Invalid);
     }
-    let valid = if verdicts.contains(&Validity::Invalid) {
-        Validity::Invalid
-    } else if verdicts.contains(&Validity::Unknown) {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
-    let verdict = match valid {
-        Validity::Valid => Verdict::Valid,
-        Validity::Invalid => Verdict::Invalid,
-        Validity::Unknown => Verdict::Unknown,
-    };
+    let valid = worst(verdicts);
     let results = json!({
         "valid": valid,
         "workloads": results,
@@ -377,7 +363,7 @@ fn check(workloads: &[Workload], operations: &[Operation], recovered: &[bool]) -
             "clients_without_success_after_heal": unrecovered,
         },
     });
-    (verdict, results)
+    (valid, results)
 }
 
 fn outcome_counts(operations: &[Operation]) -> Value {

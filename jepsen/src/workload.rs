@@ -204,7 +204,7 @@ impl Workload {
             keys.last_written[slot] = Some(value);
         };
         let drawn = match self.kind {
-            Kind::Register if roll < 50 => op("read", Value::Null, vec![b"GET".to_vec(), k]),
+            Kind::Register if roll < 50 => self.read(name.clone()),
             Kind::Register => match keys.last_written[slot] {
                 Some(expected) if roll >= 75 => {
                     write(&mut keys);
@@ -228,12 +228,12 @@ impl Workload {
             Kind::Counter if roll < 70 => {
                 op("add", json!(1), vec![b"INCRBY".to_vec(), k, b"1".to_vec()])
             }
-            Kind::Counter => op("read", Value::Null, vec![b"GET".to_vec(), k]),
+            Kind::Counter => self.read(name.clone()),
             Kind::Set if roll < 80 => {
                 write(&mut keys);
                 op("add", json!(value), vec![b"SADD".to_vec(), k, text(value)])
             }
-            Kind::Set => op("read", Value::Null, vec![b"SMEMBERS".to_vec(), k]),
+            Kind::Set => self.read(name.clone()),
             Kind::ListAppend if roll < 70 => {
                 write(&mut keys);
                 op(
@@ -242,11 +242,7 @@ impl Workload {
                     vec![b"RPUSH".to_vec(), k, text(value)],
                 )
             }
-            Kind::ListAppend => op(
-                "read",
-                Value::Null,
-                vec![b"LRANGE".to_vec(), k, b"0".to_vec(), b"-1".to_vec()],
-            ),
+            Kind::ListAppend => self.read(name.clone()),
         };
         if uses + 1 >= per_key {
             keys.active[slot] = (keys.next_key, 0);
@@ -265,24 +261,24 @@ impl Workload {
         let keys = self.keys.lock().expect("no client panics holding the keys");
         keys.used
             .iter()
-            .map(|&key| {
-                let name = self.key_name(key);
-                let k = name.as_bytes().to_vec();
-                let command = match self.kind {
-                    Kind::Counter | Kind::Register => vec![b"GET".to_vec(), k],
-                    Kind::Set => vec![b"SMEMBERS".to_vec(), k],
-                    Kind::ListAppend => {
-                        vec![b"LRANGE".to_vec(), k, b"0".to_vec(), b"-1".to_vec()]
-                    }
-                };
-                Op {
-                    f: "read",
-                    key: name,
-                    value: Value::Null,
-                    command,
-                }
-            })
+            .map(|&key| self.read(self.key_name(key)))
             .collect()
+    }
+
+    /// A read of the whole value of `key`.
+    fn read(&self, key: String) -> Op {
+        let k = key.as_bytes().to_vec();
+        let command = match self.kind {
+            Kind::Register | Kind::Counter => vec![b"GET".to_vec(), k],
+            Kind::Set => vec![b"SMEMBERS".to_vec(), k],
+            Kind::ListAppend => vec![b"LRANGE".to_vec(), k, b"0".to_vec(), b"-1".to_vec()],
+        };
+        Op {
+            f: "read",
+            key,
+            value: Value::Null,
+            command,
+        }
     }
 
     /// Reads a reply into the operation's completion.
