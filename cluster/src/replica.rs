@@ -93,15 +93,20 @@ impl Header {
     }
 }
 
-/// Write requests as one log entry carries them: every argument back to back in one buffer
-/// (serialized as one byte string, not byte by byte), each argument's length, and each
-/// request's header and argument count.
+/// Write requests as one log entry carries them, in two byte strings, so that sending a
+/// batch to a follower, logging it and reading it back copy bytes instead of walking
+/// thousands of small fields: every argument back to back, and per request its header,
+/// argument count and argument lengths packed (`Batch::push` writes that layout,
+/// `Batch::layout` reads it). A batch from the network is checked whole as it is decoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Unchecked")]
 pub struct Batch {
     #[serde(with = "serde_bytes")]
     data: Vec<u8>,
-    lens: Vec<u32>,
-    requests: Vec<(Header, u32)>,
+    #[serde(with = "serde_bytes")]
+    meta: Vec<u8>,
+    /// Requests in the batch.
+    count: u32,
     /// Replies the batch will have: one per request, but one per transaction.
     replies: u32,
     /// Set by the proposing node, to find who waits for the replies once the batch is
@@ -109,18 +114,161 @@ pub struct Batch {
     tag: u64,
 }
 
-impl Batch {
-    pub fn push<'a>(&mut self, header: Header, args: impl IntoIterator<Item = &'a [u8]>) {
-        let mut argc = 0;
-        for arg in args {
-            self.data.extend_from_slice(arg);
-            self.lens.push(arg.len() as u32);
-            argc += 1;
+/// A batch as it arrives, before its packed layout is checked against its arguments.
+#[derive(Deserialize)]
+struct Unchecked {
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    meta: Vec<u8>,
+    count: u32,
+    replies: u32,
+    tag: u64,
+}
+
+impl TryFrom<Unchecked> for Batch {
+    type Error = String;
+
+    fn try_from(wire: Unchecked) -> Result<Batch, String> {
+        let batch = Batch {
+            data: wire.data,
+            meta: wire.meta,
+            count: wire.count,
+            replies: wire.replies,
+            tag: wire.tag,
+        };
+        let (requests, spans) = batch
+            .read_layout()
+            .ok_or("a batch whose request layout does not parse")?;
+        let covered = spans.last().map_or(0, |s| s.end);
+        if requests.len() != batch.count as usize || covered != batch.data.len() {
+            return Err("a batch whose layout does not match its arguments".into());
         }
-        self.requests.push((header, argc));
-        self.replies += 1;
+        Ok(batch)
+    }
+}
+
+/// The packed header's flag bits.
+const RESP3: u8 = 1;
+const HAS_DB: u8 = 1 << 1;
+const HAS_TRANSACTION: u8 = 1 << 2;
+const INTERNAL_SHIFT: u8 = 3;
+/// Bytes of `meta` a request takes at least: flags, time, seed and argument count.
+const SMALLEST_REQUEST: usize = 18;
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads packed fields from the front of a batch's `meta`; `None` once it runs short or
+/// holds a malformed number.
+struct MetaReader<'a>(&'a [u8]);
+
+impl MetaReader<'_> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self.0.split_first()?;
+            self.0 = rest;
+            n |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
     }
 
+    fn fixed(&mut self) -> Option<u64> {
+        let (bytes, rest) = self.0.split_first_chunk::<8>()?;
+        self.0 = rest;
+        Some(u64::from_le_bytes(*bytes))
+    }
+
+    fn header(&mut self) -> Option<Header> {
+        let (&flags, rest) = self.0.split_first()?;
+        self.0 = rest;
+        let now = self.fixed()?;
+        let seed = self.fixed()?;
+        let db = if flags & HAS_DB != 0 {
+            self.varint()?
+        } else {
+            0
+        };
+        let transaction = if flags & HAS_TRANSACTION != 0 {
+            self.varint()?
+        } else {
+            0
+        };
+        let internal = match flags >> INTERNAL_SHIFT {
+            0 => Internal::None,
+            1 => Internal::Flush,
+            2 => Internal::Expire,
+            3 => Internal::Watch,
+            _ => return None,
+        };
+        Some(Header {
+            db: u32::try_from(db).ok()?,
+            now,
+            seed,
+            resp3: flags & RESP3 != 0,
+            transaction: u32::try_from(transaction).ok()?,
+            internal,
+        })
+    }
+}
+
+/// Each request's header with its arguments' places in a batch's `data`.
+type Layout = (Vec<(Header, Range<usize>)>, Vec<Range<usize>>);
+
+impl Batch {
+    pub fn push<'a>(&mut self, header: Header, args: impl IntoIterator<Item = &'a [u8]>) {
+        let internal = match header.internal {
+            Internal::None => 0,
+            Internal::Flush => 1,
+            Internal::Expire => 2,
+            Internal::Watch => 3,
+        };
+        let flags = u8::from(header.resp3)
+            | if header.db != 0 { HAS_DB } else { 0 }
+            | if header.transaction != 0 {
+                HAS_TRANSACTION
+            } else {
+                0
+            }
+            | internal << INTERNAL_SHIFT;
+        self.meta.push(flags);
+        self.meta.extend_from_slice(&header.now.to_le_bytes());
+        self.meta.extend_from_slice(&header.seed.to_le_bytes());
+        if header.db != 0 {
+            put_varint(&mut self.meta, header.db.into());
+        }
+        if header.transaction != 0 {
+            put_varint(&mut self.meta, header.transaction.into());
+        }
+        // The count goes before the lengths: a byte is kept for it, and widened in the rare
+        // request of 128 or more arguments.
+        let count_at = self.meta.len();
+        self.meta.push(0);
+        let mut argc = 0u64;
+        for arg in args {
+            put_varint(&mut self.meta, arg.len() as u64);
+            self.data.extend_from_slice(arg);
+            argc += 1;
+        }
+        if argc < 0x80 {
+            self.meta[count_at] = argc as u8;
+        } else {
+            let mut count = Vec::new();
+            put_varint(&mut count, argc);
+            self.meta.splice(count_at..=count_at, count);
+        }
+        self.count += 1;
+        self.replies += 1;
+    }
     /// Adds a MULTI/EXEC transaction: its requests run together and get one array reply.
     pub fn push_transaction<'a, R>(
         &mut self,
@@ -200,11 +348,11 @@ impl Batch {
 
     /// Requests in the batch.
     pub fn len(&self) -> usize {
-        self.requests.len()
+        self.count as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.requests.is_empty()
+        self.count == 0
     }
 
     /// Bytes of arguments.
@@ -215,27 +363,43 @@ impl Batch {
     /// Adds `other`'s requests after this batch's.
     pub fn append(&mut self, other: &Batch) {
         self.data.extend_from_slice(&other.data);
-        self.lens.extend_from_slice(&other.lens);
-        self.requests.extend_from_slice(&other.requests);
+        self.meta.extend_from_slice(&other.meta);
+        self.count += other.count;
         self.replies += other.replies;
     }
 
     /// Every argument of every request, in order.
     pub fn arguments(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.spans().into_iter().map(|span| &self.data[span])
+        self.layout().1.into_iter().map(|span| &self.data[span])
     }
 
-    /// Every argument's place in `data`, in order.
-    fn spans(&self) -> Vec<Range<usize>> {
-        let mut at = 0;
-        self.lens
-            .iter()
-            .map(|&len| {
-                let span = at..at + len as usize;
-                at = span.end;
-                span
-            })
-            .collect()
+    /// Each request's header and the places of its arguments' spans, and every argument's
+    /// place in `data`.
+    fn layout(&self) -> Layout {
+        self.read_layout()
+            .expect("a batch's layout is checked when it is made or received")
+    }
+
+    fn read_layout(&self) -> Option<Layout> {
+        let mut reader = MetaReader(&self.meta);
+        // Sized by what `meta` can hold, not by the count, which may come from the network.
+        let count = self.count as usize;
+        let mut requests = Vec::with_capacity(count.min(self.meta.len() / SMALLEST_REQUEST));
+        let mut spans = Vec::with_capacity(count.saturating_mul(3).min(self.meta.len()));
+        let mut at = 0usize;
+        while !reader.0.is_empty() {
+            let header = reader.header()?;
+            let argc = usize::try_from(reader.varint()?).ok()?;
+            let first = spans.len();
+            for _ in 0..argc {
+                let len = usize::try_from(reader.varint()?).ok()?;
+                let end = at.checked_add(len).filter(|&end| end <= self.data.len())?;
+                spans.push(at..end);
+                at = end;
+            }
+            requests.push((header, first..spans.len()));
+        }
+        Some((requests, spans))
     }
 }
 
@@ -303,6 +467,11 @@ fn run_one(
     args: Args,
     writer: &mut ReplyWriter,
 ) {
+    // Every replica answers a database its store lacks the same way (a peer's bug or a
+    // damaged entry, never a client's command: those are checked before they are proposed).
+    if header.db as usize >= store.databases() {
+        return writer.error("ERR DB index is out of range");
+    }
     let slot_of = |i: usize| std::str::from_utf8(args.get(i)).ok()?.parse::<u16>().ok();
     match header.internal {
         Internal::Flush => match (args.len(), slot_of(0), slot_of(1)) {
@@ -344,18 +513,15 @@ fn run_one(
 }
 
 fn run_requests(store: &mut Store, versions: &SlotVersions, batch: &Batch) -> Replies {
-    let spans = batch.spans();
+    let (layout, spans) = batch.layout();
     let mut replies = Replies {
         data: Vec::with_capacity(batch.len() * 8),
         ends: Vec::with_capacity(batch.len()),
     };
-    let mut next_arg = 0;
-    let mut requests = Vec::with_capacity(batch.len());
-    for &(header, argc) in &batch.requests {
-        let end = next_arg + argc as usize;
-        requests.push((header, &spans[next_arg..end]));
-        next_arg = end;
-    }
+    let requests: Vec<(Header, &[Range<usize>])> = layout
+        .into_iter()
+        .map(|(header, args)| (header, &spans[args]))
+        .collect();
     // Requests still to run in the transaction under way (its reply ends after the last).
     let mut transaction_left = 0u32;
     // Set by a failed watch: the transaction that follows is skipped (until its last request).
@@ -555,6 +721,109 @@ mod tests {
         assert_eq!(replies.len(), 4);
         assert_eq!(replies.split_from(1, 2), [&b":1\r\n"[..], b"$1\r\nv\r\n"]);
         assert_eq!(replies.split_from(3, 1), [&b"-ERR unknown command\r\n"[..]]);
+    }
+
+    #[test]
+    fn every_header_field_and_long_argument_lists_survive_the_packed_layout() {
+        let header = Header {
+            db: 300,
+            now: u64::MAX - 1,
+            seed: 12345,
+            resp3: true,
+            transaction: 70_000,
+            internal: Internal::Expire,
+        };
+        let many: Vec<Vec<u8>> = (0..200).map(|i| vec![b'x'; i]).collect();
+        let mut batch = Batch::default();
+        batch.push(header, many.iter().map(Vec::as_slice));
+        batch.push(Header::new(0, 5), [&b"PING"[..]]);
+        let copy: Batch = bincode::deserialize(&bincode::serialize(&batch).unwrap()).unwrap();
+        let (requests, spans) = copy.layout();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].0, header);
+        assert_eq!(
+            requests[1].0,
+            Header {
+                seed: requests[1].0.seed,
+                ..Header::new(0, 5)
+            }
+        );
+        let args: Vec<&[u8]> = copy.arguments().collect();
+        assert_eq!(args.len(), 201);
+        assert!(args[..200].iter().zip(&many).all(|(a, m)| a == m));
+        assert_eq!(spans.last().map(|s| s.end), Some(copy.bytes()));
+    }
+
+    /// The fields of a batch as they go over the wire, to forge bad ones.
+    #[derive(Serialize)]
+    struct Forged<'a> {
+        #[serde(with = "serde_bytes")]
+        data: &'a [u8],
+        #[serde(with = "serde_bytes")]
+        meta: &'a [u8],
+        count: u32,
+        replies: u32,
+        tag: u64,
+    }
+
+    #[test]
+    fn a_batch_whose_layout_disagrees_with_its_arguments_is_refused_whole() {
+        let batch = Batch::of(Header::new(0, 1), &[b"SET", b"k", b"v"]);
+        let forge = |data: &[u8], meta: &[u8], count| {
+            let wire = Forged {
+                data,
+                meta,
+                count,
+                replies: 1,
+                tag: 0,
+            };
+            bincode::deserialize::<Batch>(&bincode::serialize(&wire).unwrap())
+        };
+        assert_eq!(forge(&batch.data, &batch.meta, 1).unwrap(), batch);
+        let short = &batch.meta[..batch.meta.len() - 1];
+        assert!(forge(&batch.data, short, 1).is_err(), "a cut layout");
+        assert!(
+            forge(&batch.data[1..], &batch.meta, 1).is_err(),
+            "arguments past the data"
+        );
+        assert!(
+            forge(b"SETkvX", &batch.meta, 1).is_err(),
+            "data no request covers"
+        );
+        assert!(forge(&batch.data, &batch.meta, 2).is_err(), "a wrong count");
+        let mut bad_kind = batch.meta.clone();
+        bad_kind[0] |= 0xf0;
+        assert!(
+            forge(&batch.data, &bad_kind, 1).is_err(),
+            "an unknown request kind"
+        );
+        let mut endless = batch.meta.clone();
+        endless.extend_from_slice(&[0xff; 12]);
+        assert!(
+            forge(&batch.data, &endless, 1).is_err(),
+            "a number without end"
+        );
+    }
+
+    #[test]
+    fn random_damage_to_a_batch_never_panics_and_what_decodes_runs() {
+        let mut batch = Batch::default();
+        batch.push(Header::new(0, 1), [&b"SET"[..], b"k", b"v"]);
+        batch.push(Header::new(3, 1), [&b"INCR"[..], b"n"]);
+        let bytes = bincode::serialize(&batch).unwrap();
+        let mut rng = tessera_storage::rng::Rng::new(42);
+        for _ in 0..20_000 {
+            let mut damaged = bytes.clone();
+            for _ in 0..=rng.below(3) {
+                let at = rng.below(damaged.len());
+                damaged[at] = rng.next_u64() as u8;
+            }
+            damaged.truncate(damaged.len() - rng.below(3));
+            if let Ok(decoded) = bincode::deserialize::<Batch>(&damaged) {
+                assert_eq!(decoded.layout().0.len(), decoded.len());
+                apply(&mut Store::new(16), &decoded);
+            }
+        }
     }
 
     #[test]

@@ -64,7 +64,11 @@ fn codec() -> impl Options {
 
 /// The frame as bytes, or why it cannot be sent (larger than `MAX_FRAME`).
 fn encode(frame: &Frame) -> Result<Vec<u8>, String> {
-    let mut out = vec![0; 4];
+    // Sized first (cheap: a batch's bytes count as their length) so the frame is written
+    // without the copies of a growing buffer.
+    let size = codec().serialized_size(frame).unwrap_or(0);
+    let mut out = Vec::with_capacity(4 + size as usize);
+    out.extend_from_slice(&[0; 4]);
     codec()
         .serialize_into(&mut out, frame)
         .map_err(|e| format!("a raft message that cannot be sent: {e}"))?;

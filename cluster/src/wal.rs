@@ -3,9 +3,11 @@
 //! time it wakes it takes every record queued meanwhile, writes them together and covers them
 //! with one `fdatasync` (group commit), then reports each one durable.
 //!
-//! A record on disk is `[length u32][crc32 u32][bincode]`. Recovery replays the segments in
-//! order and stops at the first record that is incomplete or fails its checksum (a write torn
-//! by a crash). The writer keeps the live state of its partitions (what a replay would
+//! A segment starts with `SEGMENT_HEADER` (magic and format version); a record on disk is
+//! `[length u32][crc32 u32][bincode]`. Recovery replays the segments in order and stops at
+//! the first record that is incomplete or fails its checksum (a write torn by a crash). A
+//! record that passes its checksum but does not decode, or a segment of another format, is
+//! not a torn write: the node refuses to start rather than drop acknowledged writes. The writer keeps the live state of its partitions (what a replay would
 //! rebuild); when the current segment has grown to twice what that state takes, it starts a
 //! new segment with the state alone and deletes the old ones, so the files stay about the
 //! size of the unsnapshotted log.
@@ -175,12 +177,34 @@ fn encode(record: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(&body);
 }
 
-/// The records of one segment up to its first damaged one.
+/// What every segment starts with; the last byte is the format's version, raised whenever
+/// records are encoded differently.
+const SEGMENT_HEADER: &[u8; 8] = b"TSRWAL\x00\x02";
+
+/// The records of one segment up to its first torn one.
 fn read_segment(path: &Path) -> std::io::Result<Vec<Record>> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
+    let invalid = |why: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("log segment {}: {why}", path.display()),
+        )
+    };
+    // A segment cut before its header was written holds nothing yet (its predecessors were
+    // removed only after it was complete).
+    if bytes.len() < SEGMENT_HEADER.len() {
+        return Ok(Vec::new());
+    }
+    if bytes[..SEGMENT_HEADER.len()] != SEGMENT_HEADER[..] {
+        return Err(invalid(format!(
+            "not in this build's log format (version {}): written by another version of \
+             Tessera, or not a Tessera log",
+            SEGMENT_HEADER[7]
+        )));
+    }
     let mut records = Vec::new();
-    let mut pos = 0;
+    let mut pos = SEGMENT_HEADER.len();
     while let Some(header) = bytes.get(pos..pos + 8) {
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
@@ -190,10 +214,9 @@ fn read_segment(path: &Path) -> std::io::Result<Vec<Record>> {
         if crc32fast::hash(body) != crc {
             break;
         }
-        match bincode::deserialize(body) {
-            Ok(record) => records.push(record),
-            Err(_) => break,
-        }
+        let record = bincode::deserialize(body)
+            .map_err(|e| invalid(format!("a record at byte {pos} that does not decode: {e}")))?;
+        records.push(record);
         pos += 8 + len;
     }
     if pos < bytes.len() {
@@ -236,7 +259,7 @@ impl Writer {
             .truncate(true)
             .write(true)
             .open(&path)?;
-        let mut out = Vec::new();
+        let mut out = SEGMENT_HEADER.to_vec();
         let mut partitions: Vec<&u32> = self.state.keys().collect();
         partitions.sort();
         for &p in partitions {
@@ -442,6 +465,37 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let (_, state) = Wal::open(&dir, 0, Durability::Os).unwrap();
         assert_eq!(state[&3].entries.len(), 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_log_of_another_format_or_with_a_record_that_does_not_decode_is_refused() {
+        let dir = scratch("refused");
+        {
+            let (wal, _) = Wal::open(&dir, 0, Durability::Fsync).unwrap();
+            written(&wal, Record::Entries(3, vec![entry(1, 1)]));
+        }
+        let (_, path) = segments(&dir, 0).unwrap().pop().unwrap();
+        let good = std::fs::read(&path).unwrap();
+
+        let mut older = good.clone();
+        older[7] -= 1;
+        std::fs::write(&path, &older).unwrap();
+        let refused = Wal::open(&dir, 0, Durability::Fsync).err().unwrap();
+        assert!(refused.to_string().contains("log format"), "{refused}");
+
+        let body = [0xff; 5];
+        let mut undecodable = good.clone();
+        undecodable.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        undecodable.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        undecodable.extend_from_slice(&body);
+        std::fs::write(&path, &undecodable).unwrap();
+        let refused = Wal::open(&dir, 0, Durability::Fsync).err().unwrap();
+        assert!(refused.to_string().contains("does not decode"), "{refused}");
+
+        std::fs::write(&path, &good).unwrap();
+        let (_, state) = Wal::open(&dir, 0, Durability::Fsync).unwrap();
+        assert_eq!(state[&3].entries.len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
