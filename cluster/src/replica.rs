@@ -99,8 +99,12 @@ impl Header {
 /// argument count and argument lengths packed (`Batch::push` writes that layout,
 /// `Batch::layout` reads it). A batch from the network is checked whole as it is decoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "Unchecked")]
-pub struct Batch {
+#[serde(try_from = "Packed")]
+pub struct Batch(Packed);
+
+/// A batch's fields, as they go over the wire; as they arrive, not yet checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Packed {
     #[serde(with = "serde_bytes")]
     data: Vec<u8>,
     #[serde(with = "serde_bytes")]
@@ -114,34 +118,16 @@ pub struct Batch {
     tag: u64,
 }
 
-/// A batch as it arrives, before its packed layout is checked against its arguments.
-#[derive(Deserialize)]
-struct Unchecked {
-    #[serde(with = "serde_bytes")]
-    data: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    meta: Vec<u8>,
-    count: u32,
-    replies: u32,
-    tag: u64,
-}
-
-impl TryFrom<Unchecked> for Batch {
+impl TryFrom<Packed> for Batch {
     type Error = String;
 
-    fn try_from(wire: Unchecked) -> Result<Batch, String> {
-        let batch = Batch {
-            data: wire.data,
-            meta: wire.meta,
-            count: wire.count,
-            replies: wire.replies,
-            tag: wire.tag,
-        };
+    fn try_from(packed: Packed) -> Result<Batch, String> {
+        let batch = Batch(packed);
         let (requests, spans) = batch
             .read_layout()
             .ok_or("a batch whose request layout does not parse")?;
         let covered = spans.last().map_or(0, |s| s.end);
-        if requests.len() != batch.count as usize || covered != batch.data.len() {
+        if requests.len() != batch.0.count as usize || covered != batch.0.data.len() {
             return Err("a batch whose layout does not match its arguments".into());
         }
         Ok(batch)
@@ -240,34 +226,34 @@ impl Batch {
                 0
             }
             | internal << INTERNAL_SHIFT;
-        self.meta.push(flags);
-        self.meta.extend_from_slice(&header.now.to_le_bytes());
-        self.meta.extend_from_slice(&header.seed.to_le_bytes());
+        self.0.meta.push(flags);
+        self.0.meta.extend_from_slice(&header.now.to_le_bytes());
+        self.0.meta.extend_from_slice(&header.seed.to_le_bytes());
         if header.db != 0 {
-            put_varint(&mut self.meta, header.db.into());
+            put_varint(&mut self.0.meta, header.db.into());
         }
         if header.transaction != 0 {
-            put_varint(&mut self.meta, header.transaction.into());
+            put_varint(&mut self.0.meta, header.transaction.into());
         }
         // The count goes before the lengths: a byte is kept for it, and widened in the rare
         // request of 128 or more arguments.
-        let count_at = self.meta.len();
-        self.meta.push(0);
+        let count_at = self.0.meta.len();
+        self.0.meta.push(0);
         let mut argc = 0u64;
         for arg in args {
-            put_varint(&mut self.meta, arg.len() as u64);
-            self.data.extend_from_slice(arg);
+            put_varint(&mut self.0.meta, arg.len() as u64);
+            self.0.data.extend_from_slice(arg);
             argc += 1;
         }
         if argc < 0x80 {
-            self.meta[count_at] = argc as u8;
+            self.0.meta[count_at] = argc as u8;
         } else {
             let mut count = Vec::new();
             put_varint(&mut count, argc);
-            self.meta.splice(count_at..=count_at, count);
+            self.0.meta.splice(count_at..=count_at, count);
         }
-        self.count += 1;
-        self.replies += 1;
+        self.0.count += 1;
+        self.0.replies += 1;
     }
     /// Adds a MULTI/EXEC transaction: its requests run together and get one array reply.
     pub fn push_transaction<'a, R>(
@@ -277,7 +263,7 @@ impl Batch {
     ) where
         R: IntoIterator<Item = &'a [u8]>,
     {
-        let (before, count) = (self.replies, requests.len() as u32);
+        let (before, count) = (self.0.replies, requests.len() as u32);
         for (i, request) in requests.enumerate() {
             let transaction = if i == 0 { count } else { 0 };
             self.push(
@@ -288,7 +274,7 @@ impl Batch {
                 request,
             );
         }
-        self.replies = before + 1;
+        self.0.replies = before + 1;
     }
 
     /// Makes the next transaction conditional on no write having reached `watched` slots
@@ -304,7 +290,7 @@ impl Batch {
             .collect();
         self.push(header, numbers.iter().map(String::as_bytes));
         // The transaction's reply answers for it.
-        self.replies -= 1;
+        self.0.replies -= 1;
     }
 
     /// Adds a request that empties `slots` in every database.
@@ -327,16 +313,16 @@ impl Batch {
     }
 
     pub fn tag(&self) -> u64 {
-        self.tag
+        self.0.tag
     }
 
     pub fn set_tag(&mut self, tag: u64) {
-        self.tag = tag;
+        self.0.tag = tag;
     }
 
     /// Replies the batch will have.
     pub fn replies(&self) -> usize {
-        self.replies as usize
+        self.0.replies as usize
     }
 
     /// A batch of one request.
@@ -348,29 +334,29 @@ impl Batch {
 
     /// Requests in the batch.
     pub fn len(&self) -> usize {
-        self.count as usize
+        self.0.count as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.0.count == 0
     }
 
     /// Bytes of arguments.
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.0.data.len()
     }
 
     /// Adds `other`'s requests after this batch's.
     pub fn append(&mut self, other: &Batch) {
-        self.data.extend_from_slice(&other.data);
-        self.meta.extend_from_slice(&other.meta);
-        self.count += other.count;
-        self.replies += other.replies;
+        self.0.data.extend_from_slice(&other.0.data);
+        self.0.meta.extend_from_slice(&other.0.meta);
+        self.0.count += other.0.count;
+        self.0.replies += other.0.replies;
     }
 
     /// Every argument of every request, in order.
     pub fn arguments(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.layout().1.into_iter().map(|span| &self.data[span])
+        self.layout().1.into_iter().map(|span| &self.0.data[span])
     }
 
     /// Each request's header and the places of its arguments' spans, and every argument's
@@ -381,11 +367,11 @@ impl Batch {
     }
 
     fn read_layout(&self) -> Option<Layout> {
-        let mut reader = MetaReader(&self.meta);
+        let mut reader = MetaReader(&self.0.meta);
         // Sized by what `meta` can hold, not by the count, which may come from the network.
-        let count = self.count as usize;
-        let mut requests = Vec::with_capacity(count.min(self.meta.len() / SMALLEST_REQUEST));
-        let mut spans = Vec::with_capacity(count.saturating_mul(3).min(self.meta.len()));
+        let count = self.0.count as usize;
+        let mut requests = Vec::with_capacity(count.min(self.0.meta.len() / SMALLEST_REQUEST));
+        let mut spans = Vec::with_capacity(count.saturating_mul(3).min(self.0.meta.len()));
         let mut at = 0usize;
         while !reader.0.is_empty() {
             let header = reader.header()?;
@@ -393,7 +379,9 @@ impl Batch {
             let first = spans.len();
             for _ in 0..argc {
                 let len = usize::try_from(reader.varint()?).ok()?;
-                let end = at.checked_add(len).filter(|&end| end <= self.data.len())?;
+                let end = at
+                    .checked_add(len)
+                    .filter(|&end| end <= self.0.data.len())?;
                 spans.push(at..end);
                 at = end;
             }
@@ -531,13 +519,13 @@ fn run_requests(store: &mut Store, versions: &SlotVersions, batch: &Batch) -> Re
         let keys: Vec<&[u8]> = group
             .iter()
             .filter(|(h, spans)| h.db as usize == db && spans.len() > 1)
-            .map(|(_, spans)| &batch.data[spans[1].clone()])
+            .map(|(_, spans)| &batch.0.data[spans[1].clone()])
             .collect();
         if let Some(ks) = store.keyspace(db) {
             ks.prefetch(&keys);
         }
         for &(header, spans) in group {
-            let args = Args::from_spans(&batch.data, spans);
+            let args = Args::from_spans(&batch.0.data, spans);
             if header.internal == Internal::Watch {
                 skipping = !watch_intact(versions, &args);
                 continue;
@@ -754,53 +742,44 @@ mod tests {
         assert_eq!(spans.last().map(|s| s.end), Some(copy.bytes()));
     }
 
-    /// The fields of a batch as they go over the wire, to forge bad ones.
-    #[derive(Serialize)]
-    struct Forged<'a> {
-        #[serde(with = "serde_bytes")]
-        data: &'a [u8],
-        #[serde(with = "serde_bytes")]
-        meta: &'a [u8],
-        count: u32,
-        replies: u32,
-        tag: u64,
-    }
-
     #[test]
     fn a_batch_whose_layout_disagrees_with_its_arguments_is_refused_whole() {
         let batch = Batch::of(Header::new(0, 1), &[b"SET", b"k", b"v"]);
         let forge = |data: &[u8], meta: &[u8], count| {
-            let wire = Forged {
-                data,
-                meta,
+            let wire = Packed {
+                data: data.to_vec(),
+                meta: meta.to_vec(),
                 count,
                 replies: 1,
                 tag: 0,
             };
             bincode::deserialize::<Batch>(&bincode::serialize(&wire).unwrap())
         };
-        assert_eq!(forge(&batch.data, &batch.meta, 1).unwrap(), batch);
-        let short = &batch.meta[..batch.meta.len() - 1];
-        assert!(forge(&batch.data, short, 1).is_err(), "a cut layout");
+        assert_eq!(forge(&batch.0.data, &batch.0.meta, 1).unwrap(), batch);
+        let short = &batch.0.meta[..batch.0.meta.len() - 1];
+        assert!(forge(&batch.0.data, short, 1).is_err(), "a cut layout");
         assert!(
-            forge(&batch.data[1..], &batch.meta, 1).is_err(),
+            forge(&batch.0.data[1..], &batch.0.meta, 1).is_err(),
             "arguments past the data"
         );
         assert!(
-            forge(b"SETkvX", &batch.meta, 1).is_err(),
+            forge(b"SETkvX", &batch.0.meta, 1).is_err(),
             "data no request covers"
         );
-        assert!(forge(&batch.data, &batch.meta, 2).is_err(), "a wrong count");
-        let mut bad_kind = batch.meta.clone();
+        assert!(
+            forge(&batch.0.data, &batch.0.meta, 2).is_err(),
+            "a wrong count"
+        );
+        let mut bad_kind = batch.0.meta.clone();
         bad_kind[0] |= 0xf0;
         assert!(
-            forge(&batch.data, &bad_kind, 1).is_err(),
+            forge(&batch.0.data, &bad_kind, 1).is_err(),
             "an unknown request kind"
         );
-        let mut endless = batch.meta.clone();
+        let mut endless = batch.0.meta.clone();
         endless.extend_from_slice(&[0xff; 12]);
         assert!(
-            forge(&batch.data, &endless, 1).is_err(),
+            forge(&batch.0.data, &endless, 1).is_err(),
             "a number without end"
         );
     }
