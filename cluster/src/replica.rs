@@ -28,7 +28,9 @@ pub struct Header {
 }
 
 /// Requests a cluster makes of its own partitions through their logs.
+/// Its discriminant is what a batch's packed layout stores (`KINDS` reads it back).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
 pub enum Internal {
     /// A client's command.
     None,
@@ -139,6 +141,13 @@ const RESP3: u8 = 1;
 const HAS_DB: u8 = 1 << 1;
 const HAS_TRANSACTION: u8 = 1 << 2;
 const INTERNAL_SHIFT: u8 = 3;
+/// Request kinds by their discriminant, as the packed layout stores them.
+const KINDS: [Internal; 4] = [
+    Internal::None,
+    Internal::Flush,
+    Internal::Expire,
+    Internal::Watch,
+];
 /// Bytes of `meta` a request takes at least: flags, time, seed and argument count.
 const SMALLEST_REQUEST: usize = 18;
 
@@ -189,13 +198,7 @@ impl MetaReader<'_> {
         } else {
             0
         };
-        let internal = match flags >> INTERNAL_SHIFT {
-            0 => Internal::None,
-            1 => Internal::Flush,
-            2 => Internal::Expire,
-            3 => Internal::Watch,
-            _ => return None,
-        };
+        let internal = *KINDS.get(usize::from(flags >> INTERNAL_SHIFT))?;
         Some(Header {
             db: u32::try_from(db).ok()?,
             now,
@@ -212,12 +215,6 @@ type Layout = (Vec<(Header, Range<usize>)>, Vec<Range<usize>>);
 
 impl Batch {
     pub fn push<'a>(&mut self, header: Header, args: impl IntoIterator<Item = &'a [u8]>) {
-        let internal = match header.internal {
-            Internal::None => 0,
-            Internal::Flush => 1,
-            Internal::Expire => 2,
-            Internal::Watch => 3,
-        };
         let flags = u8::from(header.resp3)
             | if header.db != 0 { HAS_DB } else { 0 }
             | if header.transaction != 0 {
@@ -225,7 +222,7 @@ impl Batch {
             } else {
                 0
             }
-            | internal << INTERNAL_SHIFT;
+            | (header.internal as u8) << INTERNAL_SHIFT;
         self.0.meta.push(flags);
         self.0.meta.extend_from_slice(&header.now.to_le_bytes());
         self.0.meta.extend_from_slice(&header.seed.to_le_bytes());
