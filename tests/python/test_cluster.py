@@ -49,6 +49,22 @@ def command(port, *args, timeout=5):
         client.close()
 
 
+def settled(read, done, timeout=10):
+    """Calls read() until done(value) holds or `timeout` seconds pass; returns the last value.
+    A leader acknowledges a write once a majority has it, so the last replica may apply it a
+    moment later: what every replica holds is read this way."""
+    deadline = time.time() + timeout
+    value = read()
+    while not done(value) and time.time() < deadline:
+        time.sleep(0.1)
+        value = read()
+    return value
+
+
+def all_same(values):
+    return all(v == values[0] for v in values)
+
+
 def cluster_ok(port):
     try:
         info = command(port, "CLUSTER", "INFO", timeout=1)
@@ -325,12 +341,8 @@ def test_watch_makes_a_transaction_conditional_on_its_slot_on_every_replica(clus
     # Every replica skipped it too: they hold the same keys of the slot as the leader.
     client.set("{w}after", 1)
     slot = key_slot("{w}")
-    deadline = time.time() + 5
-    while True:
-        counts = [command(n.port, "CLUSTER", "COUNTKEYSINSLOT", slot) for n in cluster.nodes]
-        if counts == [2] * len(cluster.nodes) or time.time() > deadline:
-            break
-        time.sleep(0.1)
+    counts = settled(lambda: [command(n.port, "CLUSTER", "COUNTKEYSINSLOT", slot) for n in cluster.nodes],
+                     lambda counts: counts == [2] * len(cluster.nodes))
     assert counts == [2] * len(cluster.nodes), counts
     # UNWATCH forgets the watch.
     client.execute_command("WATCH", "{w}k")
@@ -402,12 +414,8 @@ def test_blocking_pops_wait_for_a_write_and_replicate_the_pop(cluster):
     assert waiter.execute_command("BLPOP", "{q}none", "0.2") is None
     assert command(leader, "LRANGE", "{q}out", "0", "-1") == [b"m1"]
     # The pops are replicated writes: every replica holds the same keys.
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        held = [{k for k in n.local_keys() if k.startswith(b"{q}")} for n in cluster.nodes]
-        if held[0] == held[1] == held[2] == {b"{q}out"}:
-            break
-        time.sleep(0.1)
+    held = settled(lambda: [{k for k in n.local_keys() if k.startswith(b"{q}")} for n in cluster.nodes],
+                   lambda held: held == [{b"{q}out"}] * 3)
     assert held[0] == held[1] == held[2] == {b"{q}out"}
     waiter.close()
 
@@ -520,14 +528,13 @@ def test_flushall_empties_every_node_through_the_logs(tmp_path):
         rc = c.client()
         for i in range(300):
             rc.set(f"gone:{i}", i)
-        assert all(len(n.local_keys()) == 300 for n in c.nodes)
+        held = settled(lambda: [len(n.local_keys()) for n in c.nodes], lambda held: held == [300] * 3)
+        assert held == [300] * 3, held
         with pytest.raises(redis.ResponseError, match="syntax error"):
             command(c.nodes[0].port, "FLUSHALL", "SOMETIMES")
         rc.flushall()  # redis-py sends it to every node, as to every master of Redis Cluster
-        deadline = time.time() + 10
-        while time.time() < deadline and any(n.local_keys() for n in c.nodes):
-            time.sleep(0.1)
-        assert [n.local_keys() for n in c.nodes] == [set(), set(), set()], "every replica emptied"
+        held = settled(lambda: [n.local_keys() for n in c.nodes], lambda held: not any(held))
+        assert held == [set(), set(), set()], "every replica emptied"
         assert rc.set("after", "1") and rc.get("after") == b"1"
         rc.close()
     finally:
@@ -540,20 +547,19 @@ def test_expired_keys_leave_every_replica_through_the_log(tmp_path):
         rc = c.client()
         pipe = rc.pipeline()
         for i in range(200):
-            pipe.set(f"short:{i}", i, px=1500)
+            pipe.set(f"short:{i}", i, px=4000)
         for i in range(50):
             pipe.set(f"long:{i}", i)
         pipe.execute()
-        assert [int(command(n.port, "DBSIZE")) for n in c.nodes] == [250, 250, 250]
-        time.sleep(1.6)
+        written = time.time()
+
+        def sizes():
+            return [int(command(n.port, "DBSIZE")) for n in c.nodes]
+
+        assert settled(sizes, lambda held: held == [250] * 3, timeout=3) == [250] * 3, "every replica has them"
+        time.sleep(max(0.0, written + 4.1 - time.time()))
         assert rc.get("short:7") is None and rc.get("long:7") == b"7"
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            sizes = [int(command(n.port, "DBSIZE")) for n in c.nodes]
-            if sizes == [50, 50, 50]:
-                break
-            time.sleep(0.1)
-        assert sizes == [50, 50, 50], "the leaders' removals reach every replica"
+        assert settled(sizes, lambda held: held == [50] * 3) == [50] * 3, "the leaders' removals reach every replica"
         rc.close()
     finally:
         c.stop()
@@ -570,7 +576,7 @@ def test_with_more_nodes_than_replicas_each_key_lives_on_three(tmp_path):
             rc.set(f"four:{i}", i)
         assert [int(rc.get(f"four:{i}")) for i in range(400)] == list(range(400))
         rc.close()
-        held = [n.local_keys() for n in c.nodes]
+        held = settled(lambda: [n.local_keys() for n in c.nodes], lambda held: sum(map(len, held)) == 3 * 400)
         assert sum(len(h) for h in held) == 3 * 400, "three replicas of each key"
         assert all(0 < len(h) < 400 for h in held), "no node holds everything"
         # A node that does not hold a key's partition redirects to its leader.
@@ -659,12 +665,7 @@ def test_a_killed_node_loses_no_acknowledged_write_and_catches_up_on_restart(own
     # The killed node comes back (a member restarting: no --bootstrap) and catches up.
     victim.start(bootstrap=False)
     c.wait_ok(c.nodes)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        held = [n.local_keys() for n in c.nodes]
-        if held[0] == held[1] == held[2]:
-            break
-        time.sleep(0.5)
+    held = settled(lambda: [n.local_keys() for n in c.nodes], all_same, timeout=30)
     assert held[0] == held[1] == held[2], [len(h) for h in held]
     assert {k.decode() for k in held[0]} >= set(acked), "every replica holds every acknowledged write"
 
@@ -684,14 +685,14 @@ def test_a_cluster_restarted_from_disk_keeps_every_acknowledged_write(own_cluste
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert any(name.startswith("snapshot-") for name in os.listdir(os.path.join(c.dir, "node-1")))
-    before = [n.local_keys() for n in c.nodes]
+    before = settled(lambda: [n.local_keys() for n in c.nodes], all_same)
     assert before[0] == before[1] == before[2]
     for node in c.nodes:
         node.kill()
     for node in c.nodes:
         node.start(bootstrap=False)
     c.wait_ok(c.nodes)
-    after = [n.local_keys() for n in c.nodes]
+    after = settled(lambda: [n.local_keys() for n in c.nodes], lambda after: after == before)
     assert after[0] == before[0] and after[1] == before[1] and after[2] == before[2]
     rc = c.client()
     keys = list(expected)
