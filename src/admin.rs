@@ -12,7 +12,7 @@ use std::any::Any;
 use std::sync::atomic::Ordering;
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter, SLOT_COUNT};
 use tessera_storage::errors::{self, int_arg};
-use tessera_storage::keys::{self, ScanOptions};
+use tessera_storage::keys::{self, ScanCursor, ScanOptions};
 use tessera_storage::{Effect, Request};
 
 /// The Redis version Tessera answers to in HELLO and INFO, for client feature detection.
@@ -495,8 +495,9 @@ fn flush(
     })
 }
 
-/// SCAN: the cursor is the next hash slot to visit. Each step scans whole slots on the core
-/// that owns them and moves on to the next owner until COUNT keys were seen or the slots end.
+/// SCAN: the cursor names a hash slot and a bucket of its table (`keys::ScanCursor`). Each
+/// step scans slots on the core that owns them and moves on to the next owner until COUNT keys
+/// were looked at or the slots end.
 fn scan(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
     let opts = match keys::parse_scan(args) {
         Ok(opts) => opts,
@@ -506,73 +507,77 @@ fn scan(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
         }
     };
     let (db, resp3) = (conn.db, conn.resp3);
-    if opts.cursor >= SLOT_COUNT as u64 {
-        reply(conn, |w| {
-            w.array(2);
-            w.bulk(b"0");
-            w.array(0);
-        });
-        return Flow::Next;
-    }
+    let from = ScanCursor::from(opts.cursor);
     run_multi(core, conn, idx, |core| multi::MultiOp {
         reserve: Vec::new(),
-        step: scan_step(core.shared.clone(), db, resp3, opts, Vec::new()),
+        step: scan_step(
+            core.shared.clone(),
+            db,
+            resp3,
+            opts,
+            Some(from),
+            0,
+            Vec::new(),
+        ),
     })
 }
 
+/// One step of SCAN from `next` (`None`: the slots are done), `looked_at` keys into COUNT.
 fn scan_step(
     shared: std::sync::Arc<crate::server::Shared>,
     db: usize,
     resp3: bool,
-    mut opts: ScanOptions,
+    opts: ScanOptions,
+    next: Option<ScanCursor>,
+    looked_at: usize,
     mut found: Vec<Vec<u8>>,
 ) -> Step {
-    if found.len() >= opts.count || opts.cursor >= SLOT_COUNT as u64 {
-        let cursor = if opts.cursor >= SLOT_COUNT as u64 {
-            0
-        } else {
-            opts.cursor
-        };
-        return reply_with(resp3, |w| {
-            w.array(2);
-            w.bulk(cursor.to_string().as_bytes());
-            w.array(found.len());
-            found.iter().for_each(|k| w.bulk(k));
-        });
-    }
-    let owner = shared.owner(opts.cursor as u16);
-    let start = opts.cursor as u16;
-    let wanted = opts.count - found.len();
+    let from = match next {
+        Some(from) if looked_at < opts.count => from,
+        _ => {
+            let cursor = next.map_or(0, u64::from);
+            return reply_with(resp3, |w| {
+                w.array(2);
+                w.bulk(cursor.to_string().as_bytes());
+                w.array(found.len());
+                found.iter().for_each(|k| w.bulk(k));
+            });
+        }
+    };
+    let owner = shared.owner(from.slot);
     let call_opts = ScanOptions {
         cursor: opts.cursor,
         pattern: opts.pattern.clone(),
-        count: wanted,
+        count: opts.count - looked_at,
         type_name: opts.type_name.clone(),
     };
     let call = work(move |core: &mut Core| {
         let shared = core.shared.clone();
-        let slots = (start..SLOT_COUNT as u16).take_while(|&s| shared.owner(s) == owner);
+        let slots = (from.slot..SLOT_COUNT as u16).take_while(|&s| shared.owner(s) == owner);
         let mut keys = Vec::new();
         let now = core.now;
-        let next = keys::scan_slots(&mut core.store, db, slots, &call_opts, now, &mut keys);
-        (next, keys)
+        let (next, seen) =
+            keys::scan_slots(&mut core.store, db, slots, from, &call_opts, now, &mut keys);
+        (next, seen, keys)
     });
     Step::Calls(
         vec![(owner, call)],
         Box::new(move |mut results| {
-            let (next, keys) = results
+            let (next, seen, keys) = results
                 .pop()
-                .and_then(|r| r.downcast::<(Option<u16>, Vec<Vec<u8>>)>().ok())
+                .and_then(|r| {
+                    r.downcast::<(Option<ScanCursor>, usize, Vec<Vec<u8>>)>()
+                        .ok()
+                })
                 .map(|b| *b)
-                .unwrap_or((None, Vec::new()));
+                .unwrap_or((None, 0, Vec::new()));
             found.extend(keys);
-            opts.cursor = match next {
-                Some(slot) => slot as u64,
-                None => (start as u64..SLOT_COUNT as u64)
-                    .find(|&s| shared.owner(s as u16) != owner)
-                    .unwrap_or(SLOT_COUNT as u64),
-            };
-            scan_step(shared, db, resp3, opts, found)
+            let next = next.or_else(|| {
+                (from.slot..SLOT_COUNT as u16)
+                    .find(|&s| shared.owner(s) != owner)
+                    .map(ScanCursor::slot_start)
+            });
+            scan_step(shared, db, resp3, opts, next, looked_at + seen, found)
         }),
     )
 }

@@ -119,23 +119,108 @@ pub fn parse_scan(args: tessera_protocol::Args) -> Result<ScanOptions, Error> {
     Ok(opts)
 }
 
-/// Scans whole slots from `slots` until at least `opts.count` keys were looked at; returns the
-/// first slot not scanned (or `None` when `slots` ran out).
+/// Where a SCAN resumes: a slot, and a bucket of that slot's table.
+///
+/// As a number, low bits first: the slot (14 bits), the bucket (32), how many times the scan
+/// of this slot started over (3), and the low 15 bits of the table's layout when the bucket
+/// was read. A cursor below 16384 starts a slot from its first bucket, so slot numbers are
+/// cursors too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanCursor {
+    pub slot: u16,
+    bucket: u32,
+    restarts: u8,
+    layout: u16,
+}
+
+const SLOT_BITS: u32 = 14;
+const BUCKET_BITS: u32 = 32;
+const RESTART_BITS: u32 = 3;
+const LAYOUT_BITS: u32 = 64 - SLOT_BITS - BUCKET_BITS - RESTART_BITS;
+/// After this many restarts of one slot, a scan that finds the slot's table reorganized
+/// again reads the rest of the slot in one call.
+const MOST_RESTARTS: u8 = (1 << RESTART_BITS) - 1;
+
+fn bits(value: u64, shift: u32, width: u32) -> u64 {
+    value >> shift & ((1 << width) - 1)
+}
+
+impl ScanCursor {
+    pub fn slot_start(slot: u16) -> ScanCursor {
+        ScanCursor {
+            slot,
+            bucket: 0,
+            restarts: 0,
+            layout: 0,
+        }
+    }
+}
+
+impl From<u64> for ScanCursor {
+    fn from(cursor: u64) -> ScanCursor {
+        ScanCursor {
+            slot: bits(cursor, 0, SLOT_BITS) as u16,
+            bucket: bits(cursor, SLOT_BITS, BUCKET_BITS) as u32,
+            restarts: bits(cursor, SLOT_BITS + BUCKET_BITS, RESTART_BITS) as u8,
+            layout: bits(cursor, 64 - LAYOUT_BITS, LAYOUT_BITS) as u16,
+        }
+    }
+}
+
+impl From<ScanCursor> for u64 {
+    fn from(cursor: ScanCursor) -> u64 {
+        cursor.slot as u64
+            | (cursor.bucket as u64) << SLOT_BITS
+            | (cursor.restarts as u64) << (SLOT_BITS + BUCKET_BITS)
+            | (cursor.layout as u64) << (64 - LAYOUT_BITS)
+    }
+}
+
+/// Scans `slots` (the first being `from.slot`), resuming at `from`'s bucket, until at least
+/// `opts.count` keys were looked at. Returns where to resume (`None` when `slots` ran out) and
+/// how many keys it looked at.
+///
+/// A key present for the whole scan is returned at least once: entries stay in their buckets
+/// until the table reorganizes, and a cursor that finds its slot's table reorganized starts
+/// that slot over (keys may then come twice, as SCAN allows). After `MOST_RESTARTS` it reads
+/// the rest of the slot in one call instead, so a scan ends however busy the slot.
 pub fn scan_slots(
     store: &mut Store,
     db: usize,
     slots: impl Iterator<Item = u16>,
+    from: ScanCursor,
     opts: &ScanOptions,
     now: u64,
     keys: &mut Vec<Vec<u8>>,
-) -> Option<u16> {
+) -> (Option<ScanCursor>, usize) {
     let ks = store.db(db);
     let mut seen = 0;
     for slot in slots {
+        let resume = if slot == from.slot {
+            from
+        } else {
+            ScanCursor::slot_start(slot)
+        };
         if seen >= opts.count {
-            return Some(slot);
+            return (Some(resume), seen);
         }
-        for entry in ks.slot_entries(slot, now) {
+        let layout = bits(ks.slot_layout(slot) as u64, 0, LAYOUT_BITS) as u16;
+        let moved = resume.bucket != 0 && resume.layout != layout;
+        let first = if moved { 0 } else { resume.bucket as usize };
+        let whole = moved && resume.restarts == MOST_RESTARTS;
+        let restarts = resume.restarts + (moved && !whole) as u8;
+        for (bucket, entry) in ks.slot_entries_from(slot, first, now) {
+            if seen >= opts.count && !whole {
+                if let Ok(bucket) = u32::try_from(bucket) {
+                    let resume = ScanCursor {
+                        slot,
+                        bucket,
+                        restarts,
+                        layout,
+                    };
+                    return (Some(resume), seen);
+                }
+            }
             seen += 1;
             let type_ok = opts
                 .type_name
@@ -150,7 +235,7 @@ pub fn scan_slots(
             }
         }
     }
-    None
+    (None, seen)
 }
 
 pub fn object(store: &mut Store, req: &Request, out: &mut ReplyWriter) {
@@ -444,4 +529,127 @@ pub fn apply_copy(
     target.insert(copy);
     target.notify(notify::GENERIC, "copy_to", dst);
     out.int(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Value;
+    use std::collections::HashSet;
+    use tessera_protocol::SLOT_COUNT;
+
+    fn put(store: &mut Store, key: &str) {
+        store
+            .db(0)
+            .insert(Entry::new(key.as_bytes(), Value::Str(b"v"), 0, 0));
+    }
+
+    /// SCAN from cursor 0 to its end, each cursor passed on as a number; `between(store, call)`
+    /// runs after every call. Returns the keys each call found.
+    fn scan_all(
+        store: &mut Store,
+        count: usize,
+        mut between: impl FnMut(&mut Store, usize),
+    ) -> Vec<Vec<Vec<u8>>> {
+        let opts = ScanOptions {
+            cursor: 0,
+            pattern: None,
+            count,
+            type_name: None,
+        };
+        let mut cursor = ScanCursor::from(0);
+        let mut calls = Vec::new();
+        loop {
+            let mut keys = Vec::new();
+            let slots = cursor.slot..SLOT_COUNT as u16;
+            let (next, _) = scan_slots(store, 0, slots, cursor, &opts, 0, &mut keys);
+            calls.push(keys);
+            let Some(next) = next else { return calls };
+            assert_ne!(u64::from(next), 0, "only the end of a scan is cursor 0");
+            cursor = ScanCursor::from(u64::from(next));
+            between(store, calls.len());
+        }
+    }
+
+    fn found(calls: &[Vec<Vec<u8>>]) -> HashSet<Vec<u8>> {
+        calls.iter().flatten().cloned().collect()
+    }
+
+    #[test]
+    fn a_crowded_slot_is_scanned_a_few_keys_at_a_time() {
+        let mut store = Store::new(1);
+        let keys: HashSet<Vec<u8>> = (0..10_000)
+            .map(|i| format!("{{tag}}:{i}").into_bytes())
+            .collect();
+        keys.iter()
+            .for_each(|k| put(&mut store, std::str::from_utf8(k).unwrap()));
+        let calls = scan_all(&mut store, 10, |_, _| {});
+        assert!(calls.iter().all(|keys| keys.len() <= 10));
+        assert!(calls.len() >= 1_000);
+        assert_eq!(found(&calls), keys);
+    }
+
+    #[test]
+    fn keys_spread_over_slots_are_each_found() {
+        let mut store = Store::new(1);
+        (0..5_000).for_each(|i| put(&mut store, &format!("k:{i}")));
+        let calls = scan_all(&mut store, 7, |_, _| {});
+        assert!(calls.iter().all(|keys| keys.len() <= 7));
+        assert_eq!(found(&calls).len(), 5_000);
+    }
+
+    #[test]
+    fn keys_present_throughout_come_back_while_their_slot_churns_and_grows() {
+        // A table of 4,096 buckets holds 3,584 entries: 3,560 keys stay while others come and
+        // go, leaving deleted buckets behind until the full table rehashes in place, and
+        // then the slot grows past that.
+        let mut store = Store::new(1);
+        let stay = 3_560;
+        (0..stay).for_each(|i| put(&mut store, &format!("{{tag}}:stay:{i}")));
+        let mut added = 0;
+        let calls = scan_all(&mut store, 10, |store, call| {
+            let grow = if call > 300 { 20 } else { 10 };
+            for _ in 0..grow {
+                put(store, &format!("{{tag}}:new:{added}"));
+                added += 1;
+            }
+            for gone in (call - 1) * 10..call * 10 {
+                store
+                    .db(0)
+                    .remove(format!("{{tag}}:new:{gone}").as_bytes(), 0);
+            }
+        });
+        let found = found(&calls);
+        let missing = (0..stay)
+            .filter(|i| !found.contains(format!("{{tag}}:stay:{i}").as_bytes()))
+            .count();
+        assert_eq!(missing, 0, "of {} calls", calls.len());
+    }
+
+    #[test]
+    fn any_number_is_a_cursor_and_cursors_survive_being_numbers() {
+        for cursor in [
+            0,
+            1,
+            16_383,
+            16_384,
+            1 << 46,
+            1 << 47,
+            u64::MAX,
+            0x1234_5678_9abc_def0,
+        ] {
+            assert_eq!(u64::from(ScanCursor::from(cursor)), cursor);
+        }
+        let mut store = Store::new(1);
+        (0..100).for_each(|i| put(&mut store, &format!("{{tag}}:{i}")));
+        let opts = ScanOptions {
+            cursor: u64::MAX,
+            pattern: None,
+            count: 10,
+            type_name: None,
+        };
+        let from = ScanCursor::from(u64::MAX);
+        let slots = from.slot..SLOT_COUNT as u16;
+        scan_slots(&mut store, 0, slots, from, &opts, 0, &mut Vec::new());
+    }
 }

@@ -1,9 +1,10 @@
 //! One database's keys on one core, indexed per hash slot.
 //!
-//! Every slot has its own small hash table. That makes the slot, not an opaque table position,
-//! the unit that SCAN walks (a cursor stays valid however the tables grow), that
-//! `CLUSTER COUNTKEYSINSLOT` counts, and that a partition moves or snapshots. Keys are looked
-//! up by the slot the router already knows and a fast seeded hash within it.
+//! Every slot has its own small hash table. That makes the slot the unit that
+//! `CLUSTER COUNTKEYSINSLOT` counts, that a partition moves or snapshots, and that SCAN walks
+//! first (a slot's place in a scan stays valid however the tables grow); within a slot, SCAN
+//! resumes at a bucket of the slot's table for as long as the table has not moved its entries.
+//! Keys are looked up by the slot the router already knows and a fast seeded hash within it.
 
 use crate::entry::Entry;
 use crate::notify;
@@ -19,6 +20,19 @@ struct SlotTable {
     volatile: u32,
     /// Bytes accounted to this slot's keys; a partition's memory is the sum over its slots.
     memory: u64,
+    /// Changes whenever the table may have moved its entries to other buckets (it grows or
+    /// rehashes only when an insertion finds it full), so that a scan resuming at a bucket
+    /// can tell whether that bucket still means where it stopped.
+    layout: u32,
+}
+
+impl SlotTable {
+    /// Called before every lookup that may insert: a full table reorganizes itself then.
+    fn may_insert(&mut self) {
+        if self.table.len() == self.table.capacity() {
+            self.layout = self.layout.wrapping_add(1);
+        }
+    }
 }
 
 /// The keys of one database on one core.
@@ -328,6 +342,7 @@ impl Keyspace {
             }
         };
         let table = &mut slots[slot];
+        table.may_insert();
         let mut account = |entry: &Entry, sign: isize| {
             *memory = (*memory as isize + sign * entry.memory() as isize) as usize;
             table.memory = (table.memory as i64 + sign as i64 * entry.memory() as i64) as u64;
@@ -409,6 +424,7 @@ impl Keyspace {
             table.volatile += 1;
             self.volatile += 1;
         }
+        table.may_insert();
         match table.table.entry(
             hash,
             |e| e.key() == entry.key(),
@@ -459,7 +475,7 @@ impl Keyspace {
 
     /// Drops every key; returns them so the caller can free a large keyspace elsewhere.
     pub fn take_all(&mut self) -> Keyspace {
-        let hasher = self.hasher;
+        let hasher = self.hasher.clone();
         let mut taken = std::mem::take(self);
         self.hasher = hasher;
         self.notify_flags = taken.notify_flags;
@@ -477,6 +493,24 @@ impl Keyspace {
             .table
             .iter()
             .filter(move |e| !e.is_expired(now_ms))
+    }
+
+    /// The layout of a slot's table: while it stays the same, every entry stays in its bucket.
+    pub fn slot_layout(&self, slot: u16) -> u32 {
+        self.slots[slot as usize].layout
+    }
+
+    /// The live entries of one slot from bucket `from` on, each with its bucket.
+    pub fn slot_entries_from(
+        &self,
+        slot: u16,
+        from: usize,
+        now_ms: u64,
+    ) -> impl Iterator<Item = (usize, &Entry)> {
+        let table = &self.slots[slot as usize].table;
+        (from..table.num_buckets())
+            .filter_map(move |bucket| table.get_bucket(bucket).map(|entry| (bucket, entry)))
+            .filter(move |(_, entry)| !entry.is_expired(now_ms))
     }
 
     /// A live key picked at random with `seed`, starting from a random slot.

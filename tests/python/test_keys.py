@@ -355,11 +355,43 @@ def test_scan_survives_deletes_during_iteration(r):
     assert stable <= seen, "SCAN lost keys that existed for the whole iteration"
 
 
+def test_scan_of_keys_sharing_a_hash_tag_stays_in_small_steps(r):
+    # One hash tag puts every key in one slot; a step of SCAN still looks at about COUNT keys,
+    # and keys present throughout come back while others come and go and, once, the slot
+    # doubles under the scan.
+    def fill(prefix, n):
+        for chunk in range(0, n, 2000):
+            r.mset({f"{{t}}:{prefix}:{i}": "v" for i in range(chunk, min(n, chunk + 2000))})
+
+    fill("stay", 20000)
+    seen, cursor, calls = set(), 0, 0
+    while True:
+        cursor, batch = r.scan(cursor, count=10)
+        calls += 1
+        assert len(batch) <= 100, f"step {calls} returned {len(batch)} keys"
+        seen.update(batch)
+        pipe = r.pipeline(transaction=False)
+        pipe.mset({f"{{t}}:new:{i}": "v" for i in range(calls * 10, calls * 10 + 10)})
+        pipe.delete(*(f"{{t}}:new:{i}" for i in range(calls * 10 - 10, calls * 10)))
+        pipe.execute()
+        if calls == 500:
+            fill("burst", 25000)
+        if cursor == 0:
+            break
+    assert calls >= 2000
+    stable = {f"{{t}}:stay:{i}".encode() for i in range(20000)}
+    assert stable <= seen, f"{len(stable - seen)} keys present throughout were not returned"
+
+
 def test_scan_match(r):
     r.mset({f"user:{i}": "v" for i in range(300)})
     r.mset({f"item:{i}": "v" for i in range(300)})
     seen = scan_all(r, match="user:1*", count=50)
     assert set(seen) == {f"user:{i}".encode() for i in range(300) if str(i).startswith("1")}
+    # COUNT bounds the keys looked at, matched or not: a pattern matching nothing does not
+    # scan the whole keyspace in one call.
+    cursor, keys = r.scan(0, match="nothing:*", count=10)
+    assert cursor != 0 and keys == []
 
 
 def test_scan_type(r):
