@@ -726,11 +726,18 @@ fn submit_then(
     node.submit(partition, Submission { batch, done });
 }
 
+const NO_QUORUM: &str =
+    "CLUSTERDOWN the leader has not heard from a majority of its replicas lately: the write was not run";
+const UNCONFIRMED: &str =
+    "UNCERTAIN the write was not committed in time (no majority of replicas reachable?): it may or may not be applied";
+
 /// The error a client gets for a proposal its group did not apply.
 fn refused(refusal: Refusal, slot: u16, routing: &Routing) -> Vec<u8> {
     let message = match refusal {
         Refusal::NotLeader(leader) => redirect(slot, leader, routing),
         Refusal::Unknown => "UNCERTAIN leadership changed before the write committed: it may or may not have been applied".into(),
+        Refusal::NoQuorum => NO_QUORUM.into(),
+        Refusal::Unconfirmed => UNCONFIRMED.into(),
     };
     error_reply(&message)
 }
@@ -1071,6 +1078,8 @@ fn change_roster(
                 Err(Refusal::Unknown) => error_reply(
                     "UNCERTAIN the member list's leader changed: the change may or may not have been made",
                 ),
+                Err(Refusal::NoQuorum) => error_reply(NO_QUORUM),
+                Err(Refusal::Unconfirmed) => error_reply(UNCONFIRMED),
             };
             core.deliver_reply(target, reply);
         });

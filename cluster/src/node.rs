@@ -8,7 +8,7 @@ use crate::group::{Applier, LogStore, Partition, Proposals, StateMachine};
 use crate::placement::NodeId;
 use crate::replica::{Batch, Replies};
 use crate::roster::{self, Change, Roster, RosterApplier, RosterState, Shape};
-use crate::routing::{Led, Member, Routing};
+use crate::routing::{Leadership, Led, Member, Routing};
 use crate::snapshots::SnapshotFiles;
 use crate::transport::{GroupNetwork, Transport};
 use crate::wal::{Durability, PartitionLog, Record, Wal};
@@ -27,6 +27,16 @@ use tokio::sync::mpsc;
 /// reported and a read checking it (a busy turn of a core, a read run on another core) and
 /// for clock drift.
 const LEASE_MS: u64 = ELECTION_MS.0 - 250;
+/// How long after a majority last acknowledged it a leader still takes writes (ms): twice
+/// the longest election timeout, by which time the followers it lost have elected another
+/// leader, while a healthy group acknowledges its leader every heartbeat. Past it, a write
+/// is refused at once (`Refusal::NoQuorum`) instead of waiting for a majority that may not
+/// come back.
+const WRITES_WITHOUT_MAJORITY_MS: u64 = 2 * ELECTION_MS.1;
+/// How long a proposed write waits to be committed before its client is told the outcome
+/// is unknown (`Refusal::Unconfirmed`): longer than an election and a leader's patience
+/// without a majority, so a write that can commit does; within common client timeouts.
+const PROPOSAL_DEADLINE: Duration = Duration::from_secs(5);
 /// Leaders send heartbeats this often (ms).
 const HEARTBEAT_MS: u64 = 100;
 /// A follower that hears nothing for a random time in this range (ms) stands for election.
@@ -67,6 +77,11 @@ pub enum Refusal {
     NotLeader(Option<NodeId>),
     /// The outcome is unknown: leadership changed or the group stopped before the commit.
     Unknown,
+    /// This node leads the partition but has not heard from a majority of its replicas for
+    /// a while: the write was not proposed.
+    NoQuorum,
+    /// The write was proposed but not committed within `PROPOSAL_DEADLINE`: it may still be.
+    Unconfirmed,
 }
 
 /// The replies to a submission's requests, in order, or why there are none.
@@ -496,8 +511,12 @@ impl Groups {
         self.submit(self.roster_group(), submission);
     }
 
-    /// Proposes to a group; refused at once when this node does not run it.
+    /// Proposes to a group; refused at once when this node does not run it, or leads it
+    /// without having heard from a majority for a while.
     fn submit(&self, group: u32, submission: Submission) {
+        if self.routing.out_of_touch(group, unix_ms()) {
+            return (submission.done)(Err(Refusal::NoQuorum));
+        }
         let proposer = self.proposers.read().expect("no holder panics");
         let refused = match proposer.get(&group) {
             Some(tx) => match tx.send(submission) {
@@ -711,8 +730,10 @@ async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<R
     let mut metrics = group.metrics();
     // The first entry of the current term seen applied, and that term.
     let mut term_start = (0, u64::MAX);
+    // When this node became leader (Unix ms; 0 while it is not): a majority voted for it then.
+    let mut elected_at = 0;
     loop {
-        let (leader, lease_until) = {
+        let leadership = {
             let m = metrics.borrow_and_update();
             let caught_up = m
                 .last_applied
@@ -722,19 +743,39 @@ async fn watch_leadership(partition: u32, group: Raft<Partition>, routing: Arc<R
                     term_start = (m.current_term, applied.index);
                 }
             }
+            let leading = m.state == ServerState::Leader;
+            let now = unix_ms();
+            elected_at = match (leading, elected_at) {
+                (false, _) => 0,
+                (true, 0) => now,
+                (true, at) => at,
+            };
             let alone = m.membership_config.membership().voter_ids().count() == 1;
-            let lease_until = match (m.state, m.millis_since_quorum_ack) {
-                (ServerState::Leader, _) if caught_up && alone => u64::MAX,
-                (ServerState::Leader, Some(ago)) if caught_up => {
-                    unix_ms().saturating_sub(ago) + LEASE_MS
-                }
+            // When a majority last acknowledged this node as leader, if it ever did.
+            let acknowledged = match m.millis_since_quorum_ack {
+                _ if alone => Some(u64::MAX),
+                Some(ago) => Some(now.saturating_sub(ago)),
+                None => None,
+            };
+            let lease_until = match acknowledged {
+                Some(at) if leading && caught_up => at.saturating_add(LEASE_MS),
                 _ => 0,
             };
-            (m.current_leader, lease_until)
+            let writes_until = match acknowledged {
+                _ if !leading => 0,
+                Some(at) => at.saturating_add(WRITES_WITHOUT_MAJORITY_MS),
+                None => elected_at + WRITES_WITHOUT_MAJORITY_MS,
+            };
+            Leadership {
+                leader: m.current_leader,
+                lease_until,
+                readable_from: term_start.1,
+                writes_until,
+            }
         };
-        routing.set_leader(partition, leader, lease_until, term_start.1);
+        routing.set_leader(partition, leadership);
         if metrics.changed().await.is_err() {
-            routing.set_leader(partition, None, 0, u64::MAX);
+            routing.set_leader(partition, Leadership::elsewhere(None));
             return;
         }
     }
@@ -790,12 +831,13 @@ async fn propose(
             continue;
         };
         tokio::spawn(async move {
-            match outcome.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(ClientWriteError::ForwardToLeader(to))) => {
+            match tokio::time::timeout(PROPOSAL_DEADLINE, outcome).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(to)))) => {
                     refuse(Refusal::NotLeader(to.leader_id))
                 }
-                _ => refuse(Refusal::Unknown),
+                Ok(_) => refuse(Refusal::Unknown),
+                Err(_) => refuse(Refusal::Unconfirmed),
             }
         });
     }

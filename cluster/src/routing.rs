@@ -53,11 +53,38 @@ pub struct Routing {
     /// serves reads: the first of the leader's term it saw applied, which follows every
     /// entry its predecessors committed.
     readable_from: Vec<AtomicU64>,
+    /// Unix ms until which this node, leading the group, takes writes.
+    writes_until: Vec<AtomicU64>,
     /// The log index up to which the partition's core has run the log: Raft counts an entry
     /// applied once it is handed to the core, a little before the core runs it.
     applied: Vec<AtomicU64>,
     /// Bumped whenever some group's leader changes, for whoever waits for one.
     leader_changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// A group's leader as this node last learned it, and what this node may do leading it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Leadership {
+    pub leader: Option<NodeId>,
+    /// Unix ms until which this node, leading, may serve reads on its own.
+    pub lease_until: u64,
+    /// The applied index from which it may (see `Routing::readable`).
+    pub readable_from: u64,
+    /// Unix ms until which this node, leading, takes writes: after that no majority has
+    /// acknowledged it for so long that another leader has most likely been elected.
+    pub writes_until: u64,
+}
+
+impl Leadership {
+    /// Led by `leader` as far as this node knows, and nothing served here on its strength.
+    pub fn elsewhere(leader: Option<NodeId>) -> Leadership {
+        Leadership {
+            leader,
+            lease_until: 0,
+            readable_from: u64::MAX,
+            writes_until: 0,
+        }
+    }
 }
 
 /// A group's leader and committed voters, as the leader reports them to its peers.
@@ -94,6 +121,7 @@ impl Routing {
             leaders: (0..groups).map(|_| AtomicU64::new(NO_LEADER)).collect(),
             leases: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             readable_from: (0..groups).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            writes_until: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             applied: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             leader_changes: tokio::sync::watch::Sender::new(0),
         };
@@ -190,19 +218,20 @@ impl Routing {
         self.applied[partition as usize].store(index, Ordering::Release);
     }
 
-    /// Records a group's leader, and for how long and from which applied index this node
-    /// may serve reads on its own.
-    pub(crate) fn set_leader(
-        &self,
-        group: u32,
-        leader: Option<NodeId>,
-        lease_until: u64,
-        readable_from: u64,
-    ) {
+    /// Whether this node leads the group but no majority has acknowledged it for so long
+    /// (see `Leadership::writes_until`) that a write could only wait.
+    pub fn out_of_touch(&self, group: u32, now: u64) -> bool {
+        self.leader(group) == Some(self.me)
+            && now >= self.writes_until[group as usize].load(Ordering::Acquire)
+    }
+
+    /// Records a group's leader, and what this node may do leading it.
+    pub(crate) fn set_leader(&self, group: u32, leadership: Leadership) {
         let g = group as usize;
-        self.readable_from[g].store(readable_from, Ordering::Release);
-        self.leases[g].store(lease_until, Ordering::Release);
-        let leader = leader.unwrap_or(NO_LEADER);
+        self.readable_from[g].store(leadership.readable_from, Ordering::Release);
+        self.leases[g].store(leadership.lease_until, Ordering::Release);
+        self.writes_until[g].store(leadership.writes_until, Ordering::Release);
+        let leader = leadership.leader.unwrap_or(NO_LEADER);
         if self.leaders[g].swap(leader, Ordering::AcqRel) != leader {
             self.leader_changes.send_modify(|n| *n += 1);
         }
@@ -235,7 +264,7 @@ impl Routing {
                 continue;
             }
             if !self.hosts(led.group) {
-                self.set_leader(led.group, Some(led.leader), 0, u64::MAX);
+                self.set_leader(led.group, Leadership::elsewhere(Some(led.leader)));
             }
             self.set_voters(led.group, led.voters.clone(), led.since);
         }
@@ -253,7 +282,7 @@ mod tests {
     use crate::roster::Change;
 
     #[test]
-    fn a_leader_serves_reads_only_within_its_lease_and_once_its_core_ran_its_first_entry() {
+    fn a_leader_reads_within_its_lease_once_its_core_ran_its_first_entry_and_writes_while_heard() {
         let mut roster = Roster::default();
         roster.apply(Change::Create(
             (1..=3)
@@ -265,14 +294,35 @@ mod tests {
                 .collect(),
         ));
         let routing = Routing::new(1, &roster, 4, 3);
-        routing.set_leader(2, Some(1), 1_000, 10);
+        let leading = Leadership {
+            leader: Some(1),
+            lease_until: 1_000,
+            readable_from: 10,
+            writes_until: 3_000,
+        };
+        routing.set_leader(2, leading);
         routing.mark_applied(2, 9);
         assert!(!routing.readable(2, 500), "the core has not run entry 10");
         routing.mark_applied(2, 10);
         assert!(routing.readable(2, 500));
         assert!(!routing.readable(2, 1_000), "the lease ran out");
         assert!(!routing.readable(3, 500), "another partition");
-        routing.set_leader(2, Some(3), 1_000, 10);
+        assert!(!routing.out_of_touch(2, 2_999));
+        assert!(
+            routing.out_of_touch(2, 3_000),
+            "no majority heard from for too long"
+        );
+        routing.set_leader(
+            2,
+            Leadership {
+                leader: Some(3),
+                ..leading
+            },
+        );
         assert!(!routing.readable(2, 500), "another node leads it");
+        assert!(
+            !routing.out_of_touch(2, 3_000),
+            "the leader elsewhere decides"
+        );
     }
 }

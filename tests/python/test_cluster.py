@@ -620,6 +620,40 @@ def test_garbage_on_the_raft_port_is_logged_and_the_node_carries_on(cluster):
     assert "node 1 is already connected" in log, "an impostor does not take over a live link"
 
 
+def test_a_leader_cut_off_from_its_majority_answers_writes_instead_of_hanging(own_cluster):
+    c = own_cluster
+    rc = c.client()
+    assert rc.set("{cut}before", "1")
+    rc.close()
+    leader_port = slot_map(c.nodes[0].port)[key_slot("{cut}")]
+    leader = next(n for n in c.nodes if n.port == leader_port)
+    followers = [n for n in c.nodes if n is not leader]
+    client = redis.Redis(host="127.0.0.1", port=leader.port, socket_timeout=30, protocol=2)
+    for node in followers:
+        node.proc.send_signal(signal.SIGSTOP)
+    try:
+        # Proposed while the leader still counted on its majority: it waits a while, then
+        # says that the outcome is unknown.
+        with pytest.raises(redis.ResponseError, match="^UNCERTAIN"):
+            client.set("{cut}pending", "1")
+        # No majority has answered for seconds: a write is refused without being run, and
+        # reads are refused too (the leader's lease ran out).
+        with pytest.raises(redis.exceptions.ClusterDownError, match="majority"):
+            client.set("{cut}refused", "1")
+        with pytest.raises(redis.exceptions.TryAgainError, match="lease"):
+            client.get("{cut}before")
+    finally:
+        for node in followers:
+            node.proc.send_signal(signal.SIGCONT)
+        client.close()
+    c.wait_ok(c.nodes)
+    rc = c.client()
+    assert rc.get("{cut}refused") is None, "a refused write never runs"
+    assert rc.get("{cut}before") == b"1"
+    assert rc.set("{cut}after", "1") and rc.get("{cut}after") == b"1"
+    rc.close()
+
+
 def test_a_killed_node_loses_no_acknowledged_write_and_catches_up_on_restart(own_cluster):
     c = own_cluster
     acked = {}
