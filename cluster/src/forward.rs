@@ -14,6 +14,10 @@ use tokio::sync::mpsc;
 
 /// How long reaching a leader may take before its requests fail.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the oldest request on a connection may wait for its reply before the connection
+/// is given up (a leader paused or wedged keeps its connections open): twice the time a
+/// leader takes to answer a write it cannot commit.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a forwarded request has no reply.
 #[derive(Clone, Debug)]
@@ -49,12 +53,25 @@ pub struct Job {
     pub done: Relayed,
 }
 
-#[derive(Default)]
 pub struct Forwarder {
     links: Mutex<HashMap<(String, bool), mpsc::UnboundedSender<Job>>>,
+    reply_timeout: Duration,
+}
+
+impl Default for Forwarder {
+    fn default() -> Forwarder {
+        Forwarder::with_reply_timeout(REPLY_TIMEOUT)
+    }
 }
 
 impl Forwarder {
+    fn with_reply_timeout(reply_timeout: Duration) -> Forwarder {
+        Forwarder {
+            links: Mutex::default(),
+            reply_timeout,
+        }
+    }
+
     /// Relays `job` to the node at `address`, speaking RESP3 when `resp3`.
     pub fn send(
         self: &Arc<Self>,
@@ -77,7 +94,7 @@ impl Forwarder {
         links.insert(key.clone(), tx);
         let me = self.clone();
         runtime.spawn(async move {
-            let why = relay(&key.0, key.1, rx).await;
+            let why = relay(&key.0, key.1, me.reply_timeout, rx).await;
             me.forget(&key);
             tracing::warn!(leader = %key.0, "forwarding connection closed: {why}");
         });
@@ -93,9 +110,14 @@ impl Forwarder {
 
 /// Carries jobs to `address` until the connection fails; every job not answered then (and
 /// every one queued after) fails with the reason.
-async fn relay(address: &str, resp3: bool, mut jobs: mpsc::UnboundedReceiver<Job>) -> String {
+async fn relay(
+    address: &str,
+    resp3: bool,
+    reply_timeout: Duration,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) -> String {
     let why = match connect(address, resp3).await {
-        Ok(stream) => pipeline(stream, &mut jobs).await,
+        Ok(stream) => pipeline(stream, reply_timeout, &mut jobs).await,
         Err(e) => e,
     };
     jobs.close();
@@ -143,14 +165,25 @@ async fn read_reply(
     }
 }
 
-async fn pipeline(stream: TcpStream, jobs: &mut mpsc::UnboundedReceiver<Job>) -> String {
+async fn pipeline(
+    stream: TcpStream,
+    reply_timeout: Duration,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+) -> String {
     let (mut reader, writer) = stream.into_split();
     // Written requests hand their reply slots to the reader, in order.
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<Relayed>();
-    let receiving = tokio::spawn(async move {
+    let mut receiving = tokio::spawn(async move {
         let mut buf = Vec::new();
         while let Some(done) = sent_rx.recv().await {
-            match read_reply(&mut reader, &mut buf).await {
+            let reply = tokio::time::timeout(reply_timeout, read_reply(&mut reader, &mut buf));
+            let reply = reply.await.unwrap_or_else(|_| {
+                Err(format!(
+                    "the leader did not answer within {} s",
+                    reply_timeout.as_secs_f64()
+                ))
+            });
+            match reply {
                 Ok(reply) => done(Ok(reply)),
                 Err(why) => {
                     done(Err(Unrelayed::sent(&why)));
@@ -166,7 +199,15 @@ async fn pipeline(stream: TcpStream, jobs: &mut mpsc::UnboundedReceiver<Job>) ->
     });
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let why = loop {
-        let Some(job) = jobs.recv().await else {
+        // The reader stops when the connection fails or a reply is overdue: requests still
+        // queued then were never sent, and `relay` fails them so.
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            stopped = &mut receiving => {
+                return stopped.unwrap_or_else(|_| "the reply reader stopped".to_string());
+            }
+        };
+        let Some(job) = job else {
             break "stopped".to_string();
         };
         let mut batch = vec![job];
@@ -219,7 +260,7 @@ mod tests {
 
     /// Relays one SET to `address` and waits for what becomes of it.
     async fn relay_one(address: &str) -> Result<Vec<u8>, Unrelayed> {
-        let forwarder = Arc::new(Forwarder::default());
+        let forwarder = Arc::new(Forwarder::with_reply_timeout(Duration::from_millis(300)));
         let (tx, rx) = oneshot::channel();
         let job = Job {
             request: REQUEST.to_vec(),
@@ -231,18 +272,28 @@ mod tests {
         rx.await.expect("every job is answered")
     }
 
-    /// A leader that reads one request, then answers it or hangs up without answering.
-    async fn leader(answers: bool) -> String {
+    /// A leader that reads one request, then answers it, hangs up without answering, or
+    /// keeps the connection open without answering.
+    #[derive(Clone, Copy)]
+    enum Leader {
+        Answers,
+        HangsUp,
+        Stalls,
+    }
+
+    async fn leader(behaviour: Leader) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut request = [0u8; REQUEST.len()];
             stream.read_exact(&mut request).await.unwrap();
-            if answers {
-                stream.write_all(b"+OK\r\n").await.unwrap();
-                let _ = stream.read(&mut request).await;
+            match behaviour {
+                Leader::Answers => stream.write_all(b"+OK\r\n").await.unwrap(),
+                Leader::HangsUp => return,
+                Leader::Stalls => {}
             }
+            let _ = stream.read(&mut request).await;
         });
         address
     }
@@ -256,10 +307,17 @@ mod tests {
         assert!(!refused.sent, "{refused:?}");
 
         // A leader that reads the request and hangs up before answering may have run it.
-        let hung_up = relay_one(&leader(false).await).await.unwrap_err();
+        let hung_up = relay_one(&leader(Leader::HangsUp).await).await.unwrap_err();
         assert!(hung_up.sent, "{hung_up:?}");
 
-        let address = leader(true).await;
+        // A leader that never answers (paused, wedged) is given up after the reply timeout.
+        let stalled = relay_one(&leader(Leader::Stalls).await).await.unwrap_err();
+        assert!(
+            stalled.sent && stalled.why.contains("did not answer"),
+            "{stalled:?}"
+        );
+
+        let address = leader(Leader::Answers).await;
         assert_eq!(relay_one(&address).await.unwrap(), b"+OK\r\n");
     }
 }
