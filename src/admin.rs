@@ -57,10 +57,11 @@ pub fn run(
             conn.db = 0;
             conn.resp3 = false;
             conn.name = None;
+            conn.authenticated = core.config.requirepass.is_empty();
             reply(conn, |w| w.simple("RESET"));
         }
-        Cmd::Auth => auth(conn, args),
-        Cmd::Hello => hello(conn, args),
+        Cmd::Auth => auth(core, conn, args),
+        Cmd::Hello => hello(core, conn, args),
         Cmd::Time => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -204,16 +205,41 @@ fn select(core: &Core, conn: &mut Conn, args: Args) {
     }
 }
 
-fn auth(conn: &mut Conn, args: Args) {
-    match args.len() {
-        2 => reply(conn, |w| {
-            w.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-        }),
-        3 if args.get(1) == b"default" => reply(conn, |w| w.ok()),
-        3 => reply(conn, |w| {
-            w.error("WRONGPASS invalid username-password pair or user is disabled.")
-        }),
-        _ => reply(conn, |w| w.error(errors::SYNTAX)),
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Whether `user` and `password` name the default user: with no requirepass it takes any
+/// password. Compared in time independent of where the password differs.
+fn credentials_ok(core: &Core, user: &[u8], password: &[u8]) -> bool {
+    let expected = core.config.requirepass.as_bytes();
+    if user != b"default" {
+        return false;
+    }
+    if expected.is_empty() {
+        return true;
+    }
+    let differs = password
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    differs == 0 && password.len() == expected.len()
+}
+
+fn auth(core: &Core, conn: &mut Conn, args: Args) {
+    let (user, password) = match args.len() {
+        2 if core.config.requirepass.is_empty() => {
+            return reply(conn, |w| {
+                w.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+            })
+        }
+        2 => (&b"default"[..], args.get(1)),
+        3 => (args.get(1), args.get(2)),
+        _ => return reply(conn, |w| w.error(errors::SYNTAX)),
+    };
+    if credentials_ok(core, user, password) {
+        conn.authenticated = true;
+        reply(conn, |w| w.ok());
+    } else {
+        reply(conn, |w| w.error(WRONGPASS));
     }
 }
 
@@ -222,7 +248,7 @@ pub fn valid_client_text(text: &[u8]) -> bool {
     text.iter().all(|&c| (b'!'..=b'~').contains(&c))
 }
 
-fn hello(conn: &mut Conn, args: Args) {
+fn hello(core: &Core, conn: &mut Conn, args: Args) {
     let mut proto = if conn.resp3 { 3 } else { 2 };
     let mut i = 1;
     if args.len() > 1 {
@@ -238,15 +264,15 @@ fn hello(conn: &mut Conn, args: Args) {
         i = 2;
     }
     let mut name = None;
+    let mut authenticates = false;
     while i < args.len() {
         let opt = args.get(i);
         let left = args.len() - i - 1;
         if opt.eq_ignore_ascii_case(b"AUTH") && left >= 2 {
-            if args.get(i + 1) != b"default" {
-                return reply(conn, |w| {
-                    w.error("WRONGPASS invalid username-password pair or user is disabled.")
-                });
+            if !credentials_ok(core, args.get(i + 1), args.get(i + 2)) {
+                return reply(conn, |w| w.error(WRONGPASS));
             }
+            authenticates = true;
             i += 3;
         } else if opt.eq_ignore_ascii_case(b"SETNAME") && left >= 1 {
             let candidate = args.get(i + 1);
@@ -267,6 +293,12 @@ fn hello(conn: &mut Conn, args: Args) {
             return reply(conn, |w| w.error(&text));
         }
     }
+    if !authenticates && !conn.authenticated && !core.config.requirepass.is_empty() {
+        return reply(conn, |w| {
+            w.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+        });
+    }
+    conn.authenticated |= authenticates;
     if let Some(name) = name {
         conn.name = (!name.is_empty()).then_some(name);
     }
@@ -358,6 +390,9 @@ fn config(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flow {
                 core.shared.config_epoch.fetch_add(1, Ordering::SeqCst);
                 if let Ok(cfg) = core.shared.config.read() {
                     core.config = cfg.clone();
+                }
+                if let Some(node) = core.shared.cluster.get() {
+                    node.set_client_password(&core.config.requirepass);
                 }
                 reply(conn, |w| w.ok());
             }

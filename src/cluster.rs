@@ -93,10 +93,10 @@ pub fn start(shared: &Arc<Shared>, config: &ClusterConfig) -> std::io::Result<No
             config.node_id
         )));
     }
-    let (bind, port) = shared
+    let (bind, port, password) = shared
         .config
         .read()
-        .map(|c| (c.bind.clone(), c.port))
+        .map(|c| (c.bind.clone(), c.port, c.requirepass.clone()))
         .unwrap_or_default();
     let port = port
         .checked_add(RAFT_PORT_OFFSET)
@@ -118,7 +118,9 @@ pub fn start(shared: &Arc<Shared>, config: &ClusterConfig) -> std::io::Result<No
         shared: Arc::downgrade(shared),
         partitions: config.partitions,
     };
-    Node::start(settings, Arc::new(applier))
+    let node = Node::start(settings, Arc::new(applier))?;
+    node.set_client_password(&password);
+    Ok(node)
 }
 
 /// Applies a partition's committed writes on the core that owns its slots. It works before

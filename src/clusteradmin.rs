@@ -5,8 +5,10 @@
 use crate::cluster::parse_members;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tessera_cluster::routing::Member;
+use tessera_protocol::frame;
 
 /// How long `--wait` waits for partitions to reach their new replicas.
 const MOVE_WAIT: Duration = Duration::from_secs(120);
@@ -15,8 +17,18 @@ const MAX_REPLY: usize = 64 << 20;
 /// How long a joining node keeps asking its seed for the member list.
 const JOIN_WAIT: Duration = Duration::from_secs(30);
 
-/// Sends one command to `address` and reads its reply: a status or bulk string as text, an
-/// error reply as `Err`.
+/// The password this process gives cluster members before each request: a node's own
+/// requirepass (a cluster's members share one), or `REDISCLI_AUTH` for the command-line tools,
+/// as redis-cli reads it. Unset or empty: none.
+static PASSWORD: OnceLock<String> = OnceLock::new();
+
+/// Sets the password of `PASSWORD`; the first call wins.
+pub fn use_password(password: String) {
+    let _ = PASSWORD.set(password);
+}
+
+/// Sends one command to `address` (after AUTH when there is a password) and reads its reply:
+/// a status or bulk string as text, an error reply as `Err`.
 pub fn request(address: &str, args: &[&str]) -> Result<String, String> {
     let stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
     let timeout = Some(Duration::from_secs(10));
@@ -24,14 +36,20 @@ pub fn request(address: &str, args: &[&str]) -> Result<String, String> {
         .set_read_timeout(timeout)
         .and_then(|()| stream.set_write_timeout(timeout))
         .map_err(|e| e.to_string())?;
-    let mut command = format!("*{}\r\n", args.len());
-    for arg in args {
-        command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
+    let password = PASSWORD.get().filter(|p| !p.is_empty());
+    let mut commands = password.map_or(Vec::new(), |p| frame::request(&["AUTH", p]));
+    commands.extend(frame::request(args));
     (&stream)
-        .write_all(command.as_bytes())
+        .write_all(&commands)
         .map_err(|e| format!("{address}: {e}"))?;
     let mut reader = BufReader::new(stream);
+    if password.is_some() {
+        read_reply(&mut reader, address).map_err(|e| format!("{address}: AUTH: {e}"))?;
+    }
+    read_reply(&mut reader, address)
+}
+
+fn read_reply(reader: &mut BufReader<TcpStream>, address: &str) -> Result<String, String> {
     let mut line = String::new();
     reader
         .read_line(&mut line)

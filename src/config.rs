@@ -20,6 +20,8 @@ pub struct Config {
     pub threads: usize,
     pub databases: usize,
     pub maxclients: usize,
+    /// The default user's password; empty: none, every connection may run commands.
+    pub requirepass: String,
     /// Close connections idle for this many seconds (0: never).
     pub timeout: u64,
     pub tcp_keepalive: u64,
@@ -47,6 +49,7 @@ impl Default for Config {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             databases: 16,
             maxclients: 10000,
+            requirepass: String::new(),
             timeout: 0,
             tcp_keepalive: 300,
             proto_max_bulk_len: 512 * 1024 * 1024,
@@ -110,6 +113,7 @@ const DIRECTIVES: &[(&str, Mutability)] = &[
     ("io-threads", Mutability::Startup),
     ("databases", Mutability::Startup),
     ("maxclients", Mutability::Runtime),
+    ("requirepass", Mutability::Runtime),
     ("timeout", Mutability::Runtime),
     ("tcp-keepalive", Mutability::Runtime),
     ("proto-max-bulk-len", Mutability::Runtime),
@@ -209,6 +213,7 @@ impl Config {
                 self.databases = int_in(value, 1, INT_MAX)?;
             }
             "maxclients" => self.maxclients = int_in(value, 1, u32::MAX as i64)?,
+            "requirepass" => self.requirepass = value.to_string(),
             "timeout" => self.timeout = int_in(value, 0, INT_MAX)?,
             "tcp-keepalive" => self.tcp_keepalive = int_in(value, 0, INT_MAX)?,
             "proto-max-bulk-len" => {
@@ -348,6 +353,7 @@ impl Config {
             ("io-threads", self.threads.to_string()),
             ("databases", self.databases.to_string()),
             ("maxclients", self.maxclients.to_string()),
+            ("requirepass", self.requirepass.clone()),
             ("timeout", self.timeout.to_string()),
             ("tcp-keepalive", self.tcp_keepalive.to_string()),
             ("proto-max-bulk-len", self.proto_max_bulk_len.to_string()),

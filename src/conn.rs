@@ -101,6 +101,9 @@ pub struct Conn {
     pub db: usize,
     pub resp3: bool,
     pub name: Option<Vec<u8>>,
+    /// Authenticated as the default user: by AUTH or HELLO, or by connecting while it
+    /// had no password (as in Redis, setting one later does not lock such connections out).
+    pub authenticated: bool,
     pub lib_name: Option<Vec<u8>>,
     pub lib_ver: Option<Vec<u8>>,
     pub cycle: Option<Cycle>,
@@ -128,7 +131,14 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(fd: i32, id: u64, addr: String, now: u64, max_bulk_len: usize) -> Conn {
+    pub fn new(
+        fd: i32,
+        id: u64,
+        addr: String,
+        now: u64,
+        max_bulk_len: usize,
+        authenticated: bool,
+    ) -> Conn {
         Conn {
             fd,
             id,
@@ -144,6 +154,7 @@ impl Conn {
             db: 0,
             resp3: false,
             name: None,
+            authenticated,
             lib_name: None,
             lib_ver: None,
             cycle: None,

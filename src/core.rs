@@ -386,6 +386,7 @@ impl Core {
             addr,
             self.now,
             self.config.proto_max_bulk_len as usize,
+            self.config.requirepass.is_empty(),
         );
         let idx = match self.free_slots.pop() {
             Some(idx) => {

@@ -107,6 +107,13 @@ pub fn dispatch(core: &mut Core, conn: &mut Conn, idx: usize, args: Args) -> Flo
         });
         return Flow::Next;
     }
+    if !conn.authenticated
+        && !core.config.requirepass.is_empty()
+        && !matches!(spec.cmd, Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Reset)
+    {
+        reply(conn, |w| w.error("NOAUTH Authentication required."));
+        return Flow::Next;
+    }
     conn.last_cmd = full_name(spec, &args);
     core.stats.commands += 1;
     let storage = is_storage_command(spec, &args);

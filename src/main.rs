@@ -33,6 +33,10 @@ struct Cli {
     /// Most simultaneous client connections.
     #[arg(long)]
     maxclients: Option<usize>,
+    /// The password clients must give (AUTH or HELLO AUTH) before running commands. A
+    /// config file keeps it out of the process list.
+    #[arg(long, value_name = "PASSWORD")]
+    requirepass: Option<String>,
     /// Close client connections idle for this many seconds (0: never).
     #[arg(long)]
     timeout: Option<u64>,
@@ -155,12 +159,13 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
     if let Some(path) = &cli.config {
         config.load_file(path)?;
     }
-    let flags: [(&str, Option<String>); 7] = [
+    let flags: [(&str, Option<String>); 8] = [
         ("port", cli.port.map(|v| v.to_string())),
         ("bind", cli.bind.clone()),
         ("io-threads", cli.threads.map(|v| v.to_string())),
         ("databases", cli.databases.map(|v| v.to_string())),
         ("maxclients", cli.maxclients.map(|v| v.to_string())),
+        ("requirepass", cli.requirepass.clone()),
         ("timeout", cli.timeout.map(|v| v.to_string())),
         ("loglevel", cli.loglevel.clone()),
     ];
@@ -195,6 +200,7 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
             )
         }
         (Some(node_id), None, Some(seed)) => {
+            tessera::clusteradmin::use_password(config.requirepass.clone());
             let joined = tessera::clusteradmin::fetch_roster(seed)?;
             let member = joined.members.iter().any(|m| m.id == node_id);
             let dir = cli
@@ -337,6 +343,7 @@ fn wait_for_stop(fd: i32, handle: &tessera::ServerHandle) {
 /// Runs a `tessera cluster` command; returns the process's exit code.
 fn cluster_command(cli: &Cli, command: &ClusterCommand) -> i32 {
     use tessera::clusteradmin;
+    clusteradmin::use_password(std::env::var("REDISCLI_AUTH").unwrap_or_default());
     match command {
         ClusterCommand::AddNode { seed, node, wait } => clusteradmin::add_node(seed, node, *wait),
         ClusterCommand::RemoveNode { seed, id, wait } => {

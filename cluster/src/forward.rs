@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tessera_protocol::frame::reply_length;
+use tessera_protocol::frame::{reply_length, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -56,6 +56,8 @@ pub struct Job {
 pub struct Forwarder {
     links: Mutex<HashMap<(String, bool), mpsc::UnboundedSender<Job>>>,
     reply_timeout: Duration,
+    /// The password new connections give the leader (the cluster's requirepass; empty: none).
+    password: Mutex<String>,
 }
 
 impl Default for Forwarder {
@@ -69,7 +71,13 @@ impl Forwarder {
         Forwarder {
             links: Mutex::default(),
             reply_timeout,
+            password: Mutex::default(),
         }
+    }
+
+    /// The password connections opened from now on authenticate with.
+    pub fn set_password(&self, password: &str) {
+        *self.password.lock().expect("no holder panics") = password.to_string();
     }
 
     /// Relays `job` to the node at `address`, speaking RESP3 when `resp3`.
@@ -93,8 +101,9 @@ impl Forwarder {
         let _ = tx.send(job);
         links.insert(key.clone(), tx);
         let me = self.clone();
+        let password = self.password.lock().expect("no holder panics").clone();
         runtime.spawn(async move {
-            let why = relay(&key.0, key.1, me.reply_timeout, rx).await;
+            let why = relay(&key.0, key.1, &password, me.reply_timeout, rx).await;
             me.forget(&key);
             tracing::warn!(leader = %key.0, "forwarding connection closed: {why}");
         });
@@ -113,10 +122,11 @@ impl Forwarder {
 async fn relay(
     address: &str,
     resp3: bool,
+    password: &str,
     reply_timeout: Duration,
     mut jobs: mpsc::UnboundedReceiver<Job>,
 ) -> String {
-    let why = match connect(address, resp3).await {
+    let why = match connect(address, resp3, password).await {
         Ok(stream) => pipeline(stream, reply_timeout, &mut jobs).await,
         Err(e) => e,
     };
@@ -127,20 +137,32 @@ async fn relay(
     why
 }
 
-async fn connect(address: &str, resp3: bool) -> Result<TcpStream, String> {
+/// Connects to `address` and sets the connection up: RESP3 when `resp3`, authenticated
+/// when there is a password.
+async fn connect(address: &str, resp3: bool, password: &str) -> Result<TcpStream, String> {
     let connecting = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address));
     let mut stream = connecting
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    if resp3 {
-        stream
-            .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        read_reply(&mut stream, &mut buf).await?;
+    let setup: Vec<&[u8]> = match (resp3, password.is_empty()) {
+        (false, true) => return Ok(stream),
+        (true, true) => vec![b"HELLO", b"3"],
+        (true, false) => vec![b"HELLO", b"3", b"AUTH", b"default", password.as_bytes()],
+        (false, false) => vec![b"AUTH", password.as_bytes()],
+    };
+    stream
+        .write_all(&request(&setup))
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply = read_reply(&mut stream, &mut Vec::new()).await?;
+    if reply.starts_with(b"-") {
+        let text = String::from_utf8_lossy(&reply);
+        return Err(format!(
+            "the leader refused the connection: {}",
+            text.trim_end()
+        ));
     }
     Ok(stream)
 }

@@ -677,6 +677,12 @@ impl Groups {
 const LEADER_WAIT: Duration = Duration::from_secs(2);
 
 impl Node {
+    /// The password relayed requests give other members (they share the cluster's
+    /// requirepass); connections opened from now on use it.
+    pub fn set_client_password(&self, password: &str) {
+        self.forwarder.set_password(password);
+    }
+
     /// Relays a client request to the node at `address` (see `forward`).
     pub fn forward(&self, address: &str, resp3: bool, job: Job) {
         if let Some(runtime) = &self.runtime {

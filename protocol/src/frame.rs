@@ -1,5 +1,18 @@
 //! Finding where one RESP2/RESP3 reply ends in a buffer of replies, without decoding it: what
-//! a node relaying requests to another needs to hand each reply back to its client.
+//! a node relaying requests to another needs to hand each reply back to its client; and
+//! writing a request, for the node's own connections to other nodes.
+
+/// A command as a client sends it: an array of bulk strings.
+pub fn request<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        let arg = arg.as_ref();
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
 
 /// Why a buffer cannot hold a reply.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,6 +95,14 @@ pub fn reply_length(buf: &[u8]) -> Result<Option<usize>, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_an_array_of_bulk_strings() {
+        assert_eq!(
+            request(&["AUTH", "pass word", ""]),
+            b"*3\r\n$4\r\nAUTH\r\n$9\r\npass word\r\n$0\r\n\r\n"
+        );
+    }
 
     #[test]
     fn finds_the_end_of_each_kind_of_reply() {

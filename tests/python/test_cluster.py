@@ -41,8 +41,8 @@ def free_base_port(count):
     raise AssertionError("no free ports")
 
 
-def command(port, *args, timeout=5):
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout, protocol=2)
+def command(port, *args, timeout=5, password=None):
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout, protocol=2, password=password)
     try:
         return client.execute_command(*args)
     finally:
@@ -65,9 +65,9 @@ def all_same(values):
     return all(v == values[0] for v in values)
 
 
-def cluster_ok(port):
+def cluster_ok(port, password=None):
     try:
-        info = command(port, "CLUSTER", "INFO", timeout=1)
+        info = command(port, "CLUSTER", "INFO", timeout=1, password=password)
     except (redis.RedisError, OSError):
         return False
     return b"cluster_state:ok" in info
@@ -125,9 +125,10 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, tmp_path, nodes=3, extra=()):
+    def __init__(self, tmp_path, nodes=3, extra=(), password=None):
         self.dir = str(tmp_path)
-        self.extra = list(extra)
+        self.password = password
+        self.extra = list(extra) + (["--requirepass", password] if password else [])
         self.base = free_base_port(nodes)
         self.members = ",".join(f"{i}@127.0.0.1:{self.base + i - 1}" for i in range(1, nodes + 1))
         self.nodes = [Node(self, i) for i in range(1, nodes + 1)]
@@ -138,7 +139,7 @@ class Cluster:
     def wait_ok(self, nodes, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if all(cluster_ok(n.port) for n in nodes):
+            if all(cluster_ok(n.port, self.password) for n in nodes):
                 return
             time.sleep(0.1)
         logs = "".join(open(n.log, errors="replace").read()[-2000:] for n in nodes)
@@ -146,6 +147,7 @@ class Cluster:
 
     def client(self, **kw):
         kw.setdefault("socket_timeout", 10)
+        kw.setdefault("password", self.password)
         return RedisCluster(host="127.0.0.1", port=self.nodes[0].port, **kw)
 
     def stop(self):
@@ -184,10 +186,10 @@ def key_slot(key):
     return crc % 16384
 
 
-def slot_map(port):
+def slot_map(port, password=None):
     """slot -> (leader port) from CLUSTER SLOTS."""
     owners = {}
-    for start, end, leader, *_ in command(port, "CLUSTER", "SLOTS"):
+    for start, end, leader, *_ in command(port, "CLUSTER", "SLOTS", password=password):
         for slot in range(start, end + 1):
             assert slot not in owners, f"slot {slot} listed twice"
             owners[slot] = leader[1]
@@ -455,6 +457,35 @@ def test_a_pipeline_on_one_connection_reads_its_own_writes_in_order(cluster):
         while len(got) < len(expected):
             got += s.recv(65536)
         assert got == expected
+
+
+def test_a_cluster_with_a_password_asks_every_client_for_it(tmp_path):
+    c = Cluster(tmp_path, extra=["--cluster-forwarding"], password="cluster pw")
+    try:
+        for node in c.nodes:
+            with pytest.raises(redis.AuthenticationError):
+                command(node.port, "CLUSTER", "INFO")
+        rc = c.client()
+        keys = [f"pw:{i}" for i in range(100)]
+        for i, k in enumerate(keys):
+            assert rc.set(k, i)
+        rc.close()
+        # A plain client of one node: its requests for partitions led elsewhere are relayed
+        # over connections that authenticate with the cluster's password.
+        node = c.nodes[0]
+        owners = slot_map(node.port, c.password)
+        assert any(owners[key_slot(k)] != node.port for k in keys)
+        plain = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=10, protocol=2, password=c.password)
+        assert [int(plain.get(k)) for k in keys] == list(range(100))
+        plain.close()
+        # The command-line tools read the password where redis-cli does.
+        seed = ["status", "--seed", f"127.0.0.1:{node.port}"]
+        refused = cluster_cli(*seed, env={k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"})
+        assert refused.returncode != 0 and "NOAUTH" in refused.stdout + refused.stderr
+        allowed = cluster_cli(*seed, env={**os.environ, "REDISCLI_AUTH": c.password})
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    finally:
+        c.stop()
 
 
 def test_plain_clients_use_any_node_through_forwarding(tmp_path):
@@ -830,8 +861,8 @@ def logs_tail(nodes, chars=3000):
     return "\n".join(out)
 
 
-def cluster_cli(*args, timeout=150):
-    return subprocess.run([TESSERA, "cluster", *args], capture_output=True, text=True, timeout=timeout)
+def cluster_cli(*args, timeout=150, env=None):
+    return subprocess.run([TESSERA, "cluster", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def parse_roster(text):
@@ -1050,6 +1081,8 @@ class BareNode(Node):
 
 
 class BareCluster:
+    password = None  # what Cluster.wait_ok, borrowed below, asks of its cluster
+
     def __init__(self, tmp_path, nodes=3):
         self.dir = str(tmp_path)
         self.base = free_base_port(nodes)
