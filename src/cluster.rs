@@ -93,10 +93,13 @@ pub fn start(shared: &Arc<Shared>, config: &ClusterConfig) -> std::io::Result<No
             config.node_id
         )));
     }
-    let (bind, port, password) = shared
+    let (bind, port, password, secret) = shared
         .config
         .read()
-        .map(|c| (c.bind.clone(), c.port, c.requirepass.clone()))
+        .map(|c| {
+            let secret = c.cluster_secret.clone();
+            (c.bind.clone(), c.port, c.requirepass.clone(), secret)
+        })
         .unwrap_or_default();
     let port = port
         .checked_add(RAFT_PORT_OFFSET)
@@ -113,6 +116,7 @@ pub fn start(shared: &Arc<Shared>, config: &ClusterConfig) -> std::io::Result<No
         core_of: (0..config.partitions)
             .map(|p| shared.owner(slots_of(p, config.partitions).start))
             .collect(),
+        secret,
     };
     let applier = CoreApplier {
         shared: Arc::downgrade(shared),

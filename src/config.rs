@@ -22,6 +22,8 @@ pub struct Config {
     pub maxclients: usize,
     /// The default user's password; empty: none, every connection may run commands.
     pub requirepass: String,
+    /// What cluster nodes prove to each other on the Raft port; empty: nothing.
+    pub cluster_secret: String,
     /// Close connections idle for this many seconds (0: never).
     pub timeout: u64,
     pub tcp_keepalive: u64,
@@ -50,6 +52,7 @@ impl Default for Config {
             databases: 16,
             maxclients: 10000,
             requirepass: String::new(),
+            cluster_secret: String::new(),
             timeout: 0,
             tcp_keepalive: 300,
             proto_max_bulk_len: 512 * 1024 * 1024,
@@ -114,6 +117,7 @@ const DIRECTIVES: &[(&str, Mutability)] = &[
     ("databases", Mutability::Startup),
     ("maxclients", Mutability::Runtime),
     ("requirepass", Mutability::Runtime),
+    ("cluster-secret", Mutability::Startup),
     ("timeout", Mutability::Runtime),
     ("tcp-keepalive", Mutability::Runtime),
     ("proto-max-bulk-len", Mutability::Runtime),
@@ -214,6 +218,7 @@ impl Config {
             }
             "maxclients" => self.maxclients = int_in(value, 1, u32::MAX as i64)?,
             "requirepass" => self.requirepass = value.to_string(),
+            "cluster-secret" => self.cluster_secret = value.to_string(),
             "timeout" => self.timeout = int_in(value, 0, INT_MAX)?,
             "tcp-keepalive" => self.tcp_keepalive = int_in(value, 0, INT_MAX)?,
             "proto-max-bulk-len" => {
@@ -354,6 +359,7 @@ impl Config {
             ("databases", self.databases.to_string()),
             ("maxclients", self.maxclients.to_string()),
             ("requirepass", self.requirepass.clone()),
+            ("cluster-secret", self.cluster_secret.clone()),
             ("timeout", self.timeout.to_string()),
             ("tcp-keepalive", self.tcp_keepalive.to_string()),
             ("proto-max-bulk-len", self.proto_max_bulk_len.to_string()),

@@ -37,6 +37,10 @@ struct Cli {
     /// config file keeps it out of the process list.
     #[arg(long, value_name = "PASSWORD")]
     requirepass: Option<String>,
+    /// What cluster nodes prove to each other on the Raft port (the same on every node). A
+    /// config file keeps it out of the process list.
+    #[arg(long, value_name = "SECRET")]
+    cluster_secret: Option<String>,
     /// Close client connections idle for this many seconds (0: never).
     #[arg(long)]
     timeout: Option<u64>,
@@ -159,13 +163,14 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
     if let Some(path) = &cli.config {
         config.load_file(path)?;
     }
-    let flags: [(&str, Option<String>); 8] = [
+    let flags: [(&str, Option<String>); 9] = [
         ("port", cli.port.map(|v| v.to_string())),
         ("bind", cli.bind.clone()),
         ("io-threads", cli.threads.map(|v| v.to_string())),
         ("databases", cli.databases.map(|v| v.to_string())),
         ("maxclients", cli.maxclients.map(|v| v.to_string())),
         ("requirepass", cli.requirepass.clone()),
+        ("cluster-secret", cli.cluster_secret.clone()),
         ("timeout", cli.timeout.map(|v| v.to_string())),
         ("loglevel", cli.loglevel.clone()),
     ];

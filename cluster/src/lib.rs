@@ -4,6 +4,7 @@
 
 pub mod forward;
 pub mod group;
+pub mod handshake;
 pub mod node;
 pub mod placement;
 pub mod replica;

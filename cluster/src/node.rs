@@ -68,6 +68,8 @@ pub struct Settings {
     pub dir: Option<PathBuf>,
     /// The core owning each partition: partitions of one core share its write-ahead log.
     pub core_of: Vec<usize>,
+    /// What nodes prove to each other on the Raft port (empty: nothing).
+    pub secret: String,
 }
 
 /// Why proposals were not applied.
@@ -192,7 +194,7 @@ impl Node {
             settings.partitions,
             settings.replicas,
         ));
-        let transport = Transport::new(settings.me, routing.clone());
+        let transport = Transport::new(settings.me, routing.clone(), settings.secret.as_bytes());
         let config = Config {
             cluster_name: "tessera".into(),
             heartbeat_interval: HEARTBEAT_MS,

@@ -5,6 +5,7 @@
 //! node carries on.
 
 use crate::group::Partition;
+use crate::handshake;
 use crate::placement::NodeId;
 use crate::routing::{Led, Routing};
 use bincode::Options;
@@ -25,17 +26,15 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-/// What a dialling node sends first: this, then its id.
-const GREETING: &[u8; 8] = b"TESSRAFT";
 /// Largest frame sent or accepted: room for one request as large as a client may send (512
 /// MiB) and its log entry's other requests; entries are otherwise kept to a few MiB.
 const MAX_FRAME: u32 = 1 << 30;
-/// How long a dialled node has to greet.
-const GREETING_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times a link's sender lets other tasks run before it writes what they queued.
 const SENDER_YIELDS: usize = 1;
 /// Pause between attempts to reach a node that is down.
 const REDIAL_PAUSE: Duration = Duration::from_millis(100);
+/// Pause before dialling again a node that refused the handshake.
+const HANDSHAKE_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Serialize, Deserialize)]
 enum Body {
@@ -96,18 +95,21 @@ pub struct Transport {
     peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
     groups: RwLock<HashMap<u32, Raft<Partition>>>,
     routing: Arc<Routing>,
+    /// What peers prove they know when they connect (`handshake`).
+    secret: Vec<u8>,
 }
 
 /// Why a request got no answer.
 struct NoAnswer;
 
 impl Transport {
-    pub fn new(me: NodeId, routing: Arc<Routing>) -> Arc<Transport> {
+    pub fn new(me: NodeId, routing: Arc<Routing>, secret: &[u8]) -> Arc<Transport> {
         Arc::new(Transport {
             me,
             peers: RwLock::default(),
             groups: RwLock::new(HashMap::new()),
             routing,
+            secret: secret.to_vec(),
         })
     }
 
@@ -219,21 +221,16 @@ impl Transport {
         }
     }
 
-    /// Reads a dialling node's greeting; returns the peer it names.
+    /// Runs the handshake with a dialling node; returns the peer it proved to be.
     async fn greeted(&self, mut stream: TcpStream) -> Result<(Arc<Peer>, TcpStream), String> {
-        let mut greeting = [0u8; 16];
-        tokio::time::timeout(GREETING_TIMEOUT, stream.read_exact(&mut greeting))
-            .await
-            .map_err(|_| "no greeting".to_string())?
-            .map_err(|e| e.to_string())?;
-        if &greeting[..8] != GREETING {
-            return Err("not a Tessera node".into());
-        }
-        let id = u64::from_le_bytes(greeting[8..].try_into().expect("8 bytes"));
-        let peer = match self.peer(id) {
-            Some(peer) if id < self.me => peer,
-            _ => return Err(format!("node {id} is not a member that dials this node")),
+        let admits = |id: NodeId| match self.peer(id) {
+            Some(_) if id < self.me => Ok(()),
+            _ => Err(format!("node {id} is not a member that dials this node")),
         };
+        let id = handshake::accept(&mut stream, &self.secret, self.me, admits).await?;
+        let peer = self
+            .peer(id)
+            .ok_or_else(|| format!("node {id} left during the handshake"))?;
         // One connection per peer: a second while the first works is an impostor or a
         // mistake, and must not take the link over. A peer that restarted finds its old
         // connection closed (or closing) on this side.
@@ -248,10 +245,13 @@ impl Transport {
     async fn dial_loop(self: Arc<Self>, peer: Arc<Peer>) {
         loop {
             if let Ok(mut stream) = TcpStream::connect(&peer.address).await {
-                let mut greeting = GREETING.to_vec();
-                greeting.extend_from_slice(&self.me.to_le_bytes());
-                if stream.write_all(&greeting).await.is_ok() {
-                    self.serve_link(peer.clone(), stream).await;
+                match handshake::dial(&mut stream, &self.secret, self.me, peer.id).await {
+                    Ok(()) => self.serve_link(peer.clone(), stream).await,
+                    Err(why) => {
+                        // A wrong secret does not right itself soon: retry slowly.
+                        tracing::warn!(peer = peer.id, "raft handshake failed: {why}");
+                        tokio::time::sleep(HANDSHAKE_RETRY_PAUSE).await;
+                    }
                 }
             }
             tokio::time::sleep(REDIAL_PAUSE).await;

@@ -3,6 +3,8 @@
 commands, CROSSSLOT, failover without losing an acknowledged write, a node's restart and
 catch-up, garbage on the Raft port, and `tessera cluster dev`."""
 
+import hashlib
+import hmac
 import os
 import random
 import signal
@@ -628,18 +630,48 @@ def test_redis_benchmark_cluster_mode_runs(cluster):
     assert any(k.startswith(b"key:") for k in cluster.nodes[0].local_keys())
 
 
+def raft_greeting(node, claimed_id, secret):
+    """Greets `node`'s Raft port as node `claimed_id`, proving `secret` (bytes) the way a node
+    does (`cluster/src/handshake.rs`); returns the socket and whether the node's own proof
+    checked out with that secret."""
+    s = socket.create_connection(("127.0.0.1", node.port + RAFT_OFFSET))
+    s.settimeout(5)
+    nonce = os.urandom(16)
+    s.sendall(b"TESSRAF2" + claimed_id.to_bytes(8, "little") + nonce)
+    answer = b""
+    while len(answer) < 48:
+        chunk = s.recv(48 - len(answer))
+        assert chunk, "the node closed the connection before answering"
+        answer += chunk
+    their_nonce, their_proof = answer[:16], answer[16:]
+    ids = claimed_id.to_bytes(8, "little") + node.id.to_bytes(8, "little")
+    expected = hmac.new(secret, b"accept" + ids + nonce + their_nonce, hashlib.sha256).digest()
+    s.sendall(hmac.new(secret, b"dial" + ids + nonce + their_nonce, hashlib.sha256).digest())
+    return s, hmac.compare_digest(expected, their_proof)
+
+
+def closed_by_peer(s):
+    try:
+        return s.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+    finally:
+        s.close()
+
+
 def test_garbage_on_the_raft_port_is_logged_and_the_node_carries_on(cluster):
     node = cluster.nodes[1]
     for payload in (b"GET / HTTP/1.1\r\n\r\n", os.urandom(4096),
                     b"TESSRAFT" + (1).to_bytes(8, "little") + b"\xff\xff\x00\x00" + os.urandom(64),
-                    b"TESSRAFT" + (99).to_bytes(8, "little")):
+                    b"TESSRAF2" + (99).to_bytes(8, "little") + os.urandom(16)):
         with socket.create_connection(("127.0.0.1", node.port + RAFT_OFFSET)) as s:
             s.sendall(payload)
             s.settimeout(2)
-            try:
-                assert s.recv(4096) == b"", "the node closes the connection"
-            except ConnectionResetError:
-                pass
+            assert closed_by_peer(s), "the node closes the connection"
+    # Without a cluster secret anyone can complete the handshake, but not take over the link
+    # of a member that is connected.
+    s, node_proved = raft_greeting(node, 1, b"")
+    assert node_proved and closed_by_peer(s)
     assert cluster_ok(node.port)
     rc = cluster.client()
     for i in range(100):
@@ -648,7 +680,30 @@ def test_garbage_on_the_raft_port_is_logged_and_the_node_carries_on(cluster):
     rc.close()
     log = open(node.log, errors="replace").read()
     assert "refused a connection on the raft port" in log
+    assert "node 99 is not a member" in log
     assert "node 1 is already connected" in log, "an impostor does not take over a live link"
+
+
+def test_with_a_cluster_secret_only_nodes_that_know_it_get_in(tmp_path):
+    c = Cluster(tmp_path, extra=["--cluster-secret", "raft secret"])
+    try:
+        rc = c.client()
+        for i in range(100):
+            assert rc.set(f"secret:{i}", i)
+        assert rc.get("secret:99") == b"99"
+        rc.close()
+        node = c.nodes[1]
+        # A stranger claiming to be node 1 learns nothing it could reuse and is refused; the
+        # node's own proof is checkable by whoever knows the secret.
+        s, node_proved = raft_greeting(node, 1, b"a guess")
+        assert not node_proved and closed_by_peer(s)
+        s, node_proved = raft_greeting(node, 1, b"raft secret")
+        assert node_proved and closed_by_peer(s), "a live link is not taken over even so"
+        assert cluster_ok(node.port)
+        log = open(node.log, errors="replace").read()
+        assert "node 1 does not know the cluster secret" in log
+    finally:
+        c.stop()
 
 
 def test_a_leader_cut_off_from_its_majority_answers_writes_instead_of_hanging(own_cluster):
