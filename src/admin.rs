@@ -8,6 +8,7 @@ use crate::dispatch::{reply, reply_lines, run_multi, Flow};
 use crate::info;
 use crate::introspect;
 use crate::multi::{self, bulk_array, on_every_core, on_every_core_atomically, reply_with, Step};
+use sha2::{Digest, Sha256};
 use std::any::Any;
 use std::sync::atomic::Ordering;
 use tessera_protocol::{Args, Cmd, CommandSpec, ReplyWriter, SLOT_COUNT};
@@ -208,7 +209,8 @@ fn select(core: &Core, conn: &mut Conn, args: Args) {
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 /// Whether `user` and `password` name the default user: with no requirepass it takes any
-/// password. Compared in time independent of where the password differs.
+/// password. Their SHA-256 digests are compared without an early exit, so the time taken
+/// tells nothing of where, or in which length, a guess differs.
 fn credentials_ok(core: &Core, user: &[u8], password: &[u8]) -> bool {
     let expected = core.config.requirepass.as_bytes();
     if user != b"default" {
@@ -217,11 +219,12 @@ fn credentials_ok(core: &Core, user: &[u8], password: &[u8]) -> bool {
     if expected.is_empty() {
         return true;
     }
-    let differs = password
+    let (given, expected) = (Sha256::digest(password), Sha256::digest(expected));
+    given
         .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    differs == 0 && password.len() == expected.len()
+        .zip(&expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 fn auth(core: &Core, conn: &mut Conn, args: Args) {

@@ -487,6 +487,8 @@ impl Core {
             {
                 break;
             }
+            // AUTH, RESET or CONFIG SET requirepass may have changed this since the last one.
+            parser.set_unauthenticated(!conn.authenticated && !self.config.requirepass.is_empty());
             let input = &rbuf[pos..];
             match parser.parse(input) {
                 Ok(None) => break,

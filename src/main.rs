@@ -348,7 +348,10 @@ fn wait_for_stop(fd: i32, handle: &tessera::ServerHandle) {
 /// Runs a `tessera cluster` command; returns the process's exit code.
 fn cluster_command(cli: &Cli, command: &ClusterCommand) -> i32 {
     use tessera::clusteradmin;
-    clusteradmin::use_password(std::env::var("REDISCLI_AUTH").unwrap_or_default());
+    // The nodes of `cluster dev` have no password, whatever the environment says.
+    if !matches!(command, ClusterCommand::Dev { .. }) {
+        clusteradmin::use_password(std::env::var("REDISCLI_AUTH").unwrap_or_default());
+    }
     match command {
         ClusterCommand::AddNode { seed, node, wait } => clusteradmin::add_node(seed, node, *wait),
         ClusterCommand::RemoveNode { seed, id, wait } => {

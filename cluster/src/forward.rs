@@ -126,8 +126,11 @@ async fn relay(
     reply_timeout: Duration,
     mut jobs: mpsc::UnboundedReceiver<Job>,
 ) -> String {
-    let why = match connect(address, resp3, password).await {
-        Ok(stream) => pipeline(stream, reply_timeout, &mut jobs).await,
+    let why = match connect(address).await {
+        Ok(mut stream) => match within(reply_timeout, set_up(&mut stream, resp3, password)).await {
+            Ok(()) => pipeline(stream, reply_timeout, &mut jobs).await,
+            Err(e) => e,
+        },
         Err(e) => e,
     };
     jobs.close();
@@ -137,17 +140,34 @@ async fn relay(
     why
 }
 
-/// Connects to `address` and sets the connection up: RESP3 when `resp3`, authenticated
-/// when there is a password.
-async fn connect(address: &str, resp3: bool, password: &str) -> Result<TcpStream, String> {
+async fn connect(address: &str) -> Result<TcpStream, String> {
     let connecting = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address));
-    let mut stream = connecting
+    let stream = connecting
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Runs `step` on the connection, failing it when the leader takes longer than `limit` (a
+/// paused leader accepts connections and bytes, and answers nothing).
+async fn within<T>(
+    limit: Duration,
+    step: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {
+        Err(format!(
+            "the leader did not answer within {} s",
+            limit.as_secs_f64()
+        ))
+    })
+}
+
+/// Sets a new connection up: RESP3 when `resp3`, authenticated when there is a password.
+async fn set_up(stream: &mut TcpStream, resp3: bool, password: &str) -> Result<(), String> {
     let setup: Vec<&[u8]> = match (resp3, password.is_empty()) {
-        (false, true) => return Ok(stream),
+        (false, true) => return Ok(()),
         (true, true) => vec![b"HELLO", b"3"],
         (true, false) => vec![b"HELLO", b"3", b"AUTH", b"default", password.as_bytes()],
         (false, false) => vec![b"AUTH", password.as_bytes()],
@@ -156,7 +176,7 @@ async fn connect(address: &str, resp3: bool, password: &str) -> Result<TcpStream
         .write_all(&request(&setup))
         .await
         .map_err(|e| e.to_string())?;
-    let reply = read_reply(&mut stream, &mut Vec::new()).await?;
+    let reply = read_reply(stream, &mut Vec::new()).await?;
     if reply.starts_with(b"-") {
         let text = String::from_utf8_lossy(&reply);
         return Err(format!(
@@ -164,7 +184,7 @@ async fn connect(address: &str, resp3: bool, password: &str) -> Result<TcpStream
             text.trim_end()
         ));
     }
-    Ok(stream)
+    Ok(())
 }
 
 /// Reads until `buf` starts with a whole reply; removes and returns it.
@@ -198,14 +218,7 @@ async fn pipeline(
     let mut receiving = tokio::spawn(async move {
         let mut buf = Vec::new();
         while let Some(done) = sent_rx.recv().await {
-            let reply = tokio::time::timeout(reply_timeout, read_reply(&mut reader, &mut buf));
-            let reply = reply.await.unwrap_or_else(|_| {
-                Err(format!(
-                    "the leader did not answer within {} s",
-                    reply_timeout.as_secs_f64()
-                ))
-            });
-            match reply {
+            match within(reply_timeout, read_reply(&mut reader, &mut buf)).await {
                 Ok(reply) => done(Ok(reply)),
                 Err(why) => {
                     done(Err(Unrelayed::sent(&why)));
@@ -245,9 +258,15 @@ async fn pipeline(
                 continue;
             }
             // A failed write may still have flushed part or all of the request.
-            if let Err(e) = writer.write_all(&job.request).await {
-                failed = Some(e.to_string());
-                (job.done)(Err(Unrelayed::sent(&e.to_string())));
+            let written = async {
+                writer
+                    .write_all(&job.request)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = within(reply_timeout, written).await {
+                (job.done)(Err(Unrelayed::sent(&e)));
+                failed = Some(e);
                 continue;
             }
             if let Err(mpsc::error::SendError(done)) = sent_tx.send(job.done) {
@@ -258,8 +277,9 @@ async fn pipeline(
         if let Some(why) = failed {
             break why;
         }
-        if let Err(e) = writer.flush().await {
-            break e.to_string();
+        let flushed = async { writer.flush().await.map_err(|e| e.to_string()) };
+        if let Err(e) = within(reply_timeout, flushed).await {
+            break e;
         }
         if receiving.is_finished() {
             break "the reply reader stopped".to_string();
@@ -281,8 +301,9 @@ mod tests {
     const REQUEST: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
 
     /// Relays one SET to `address` and waits for what becomes of it.
-    async fn relay_one(address: &str) -> Result<Vec<u8>, Unrelayed> {
+    async fn relay_one(address: &str, password: &str) -> Result<Vec<u8>, Unrelayed> {
         let forwarder = Arc::new(Forwarder::with_reply_timeout(Duration::from_millis(300)));
+        forwarder.set_password(password);
         let (tx, rx) = oneshot::channel();
         let job = Job {
             request: REQUEST.to_vec(),
@@ -294,8 +315,8 @@ mod tests {
         rx.await.expect("every job is answered")
     }
 
-    /// A leader that reads one request, then answers it, hangs up without answering, or
-    /// keeps the connection open without answering.
+    /// A leader that reads a request's worth of bytes, then answers, hangs up without
+    /// answering, or keeps the connection open without answering.
     #[derive(Clone, Copy)]
     enum Leader {
         Answers,
@@ -309,7 +330,9 @@ mod tests {
         tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut request = [0u8; REQUEST.len()];
-            stream.read_exact(&mut request).await.unwrap();
+            if stream.read_exact(&mut request).await.is_err() {
+                return;
+            }
             match behaviour {
                 Leader::Answers => stream.write_all(b"+OK\r\n").await.unwrap(),
                 Leader::HangsUp => return,
@@ -325,21 +348,35 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let nobody = closed.local_addr().unwrap().to_string();
         drop(closed);
-        let refused = relay_one(&nobody).await.unwrap_err();
+        let refused = relay_one(&nobody, "").await.unwrap_err();
         assert!(!refused.sent, "{refused:?}");
 
         // A leader that reads the request and hangs up before answering may have run it.
-        let hung_up = relay_one(&leader(Leader::HangsUp).await).await.unwrap_err();
+        let hung_up = relay_one(&leader(Leader::HangsUp).await, "")
+            .await
+            .unwrap_err();
         assert!(hung_up.sent, "{hung_up:?}");
 
         // A leader that never answers (paused, wedged) is given up after the reply timeout.
-        let stalled = relay_one(&leader(Leader::Stalls).await).await.unwrap_err();
+        let stalled = relay_one(&leader(Leader::Stalls).await, "")
+            .await
+            .unwrap_err();
         assert!(
             stalled.sent && stalled.why.contains("did not answer"),
             "{stalled:?}"
         );
 
         let address = leader(Leader::Answers).await;
-        assert_eq!(relay_one(&address).await.unwrap(), b"+OK\r\n");
+        assert_eq!(relay_one(&address, "").await.unwrap(), b"+OK\r\n");
+
+        // One that stalls on the password: the connection is never set up, so the request
+        // was never sent.
+        let stalled = relay_one(&leader(Leader::Stalls).await, "pw")
+            .await
+            .unwrap_err();
+        assert!(
+            !stalled.sent && stalled.why.contains("did not answer"),
+            "{stalled:?}"
+        );
     }
 }

@@ -19,6 +19,26 @@ const PROOF: usize = 32;
 /// How long the other side has for each of its steps.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a dialled handshake failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DialFailure {
+    /// The node's proof did not check out: its secret is not ours.
+    WrongSecret(NodeId),
+    /// The connection failed, timed out or was refused.
+    Broken(String),
+}
+
+impl std::fmt::Display for DialFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialFailure::WrongSecret(peer) => {
+                write!(f, "node {peer} does not know the cluster secret")
+            }
+            DialFailure::Broken(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Greets the node `peer` as node `me` over a fresh connection; Ok once both sides proved
 /// they know `secret`.
 pub async fn dial(
@@ -26,26 +46,27 @@ pub async fn dial(
     secret: &[u8],
     me: NodeId,
     peer: NodeId,
-) -> Result<(), String> {
-    let nonce = fresh_nonce()?;
+) -> Result<(), DialFailure> {
+    let broken = |why: String| DialFailure::Broken(why);
+    let nonce = fresh_nonce().map_err(broken)?;
     let mut greeting = MAGIC.to_vec();
     greeting.extend_from_slice(&me.to_le_bytes());
     greeting.extend_from_slice(&nonce);
     stream
         .write_all(&greeting)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| broken(e.to_string()))?;
     let mut answer = [0u8; NONCE + PROOF];
-    read_step(stream, &mut answer).await?;
+    read_step(stream, &mut answer).await.map_err(broken)?;
     let (their_nonce, their_proof) = answer.split_at(NONCE);
     proof(secret, b"accept", me, peer, &nonce, their_nonce)
         .verify_slice(their_proof)
-        .map_err(|_| format!("node {peer} does not know the cluster secret"))?;
+        .map_err(|_| DialFailure::WrongSecret(peer))?;
     let mine = proof(secret, b"dial", me, peer, &nonce, their_nonce);
     stream
         .write_all(&mine.finalize().into_bytes())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| broken(e.to_string()))
 }
 
 /// Answers a dialling node as node `me`: returns its id once `admits(id)` agreed and it
@@ -126,7 +147,7 @@ mod tests {
     async fn handshake(
         dialer: &[u8],
         acceptor: &[u8],
-    ) -> (Result<(), String>, Result<NodeId, String>) {
+    ) -> (Result<(), DialFailure>, Result<NodeId, String>) {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let (dialer, acceptor) = (dialer.to_vec(), acceptor.to_vec());
         // A side that fails drops its end, which ends the other's wait.
@@ -151,9 +172,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_with_another_secret_is_refused_by_both_sides() {
         let (dialled, accepted) = handshake(b"secret", b"other").await;
-        assert!(dialled
-            .unwrap_err()
-            .contains("does not know the cluster secret"));
+        assert_eq!(dialled, Err(DialFailure::WrongSecret(2)));
         assert!(accepted.is_err());
         let (dialled, accepted) = handshake(b"", b"secret").await;
         assert!(dialled.is_err() && accepted.is_err());

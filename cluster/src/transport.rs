@@ -33,8 +33,8 @@ const MAX_FRAME: u32 = 1 << 30;
 const SENDER_YIELDS: usize = 1;
 /// Pause between attempts to reach a node that is down.
 const REDIAL_PAUSE: Duration = Duration::from_millis(100);
-/// Pause before dialling again a node that refused the handshake.
-const HANDSHAKE_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Pause before dialling again a node whose cluster secret is not ours.
+const WRONG_SECRET_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Serialize, Deserialize)]
 enum Body {
@@ -247,10 +247,12 @@ impl Transport {
             if let Ok(mut stream) = TcpStream::connect(&peer.address).await {
                 match handshake::dial(&mut stream, &self.secret, self.me, peer.id).await {
                     Ok(()) => self.serve_link(peer.clone(), stream).await,
-                    Err(why) => {
+                    Err(failure) => {
+                        tracing::warn!(peer = peer.id, "raft handshake failed: {failure}");
                         // A wrong secret does not right itself soon: retry slowly.
-                        tracing::warn!(peer = peer.id, "raft handshake failed: {why}");
-                        tokio::time::sleep(HANDSHAKE_RETRY_PAUSE).await;
+                        if let handshake::DialFailure::WrongSecret(_) = failure {
+                            tokio::time::sleep(WRONG_SECRET_PAUSE).await;
+                        }
                     }
                 }
             }

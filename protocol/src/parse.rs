@@ -14,6 +14,11 @@ pub const MAX_INLINE_LEN: usize = 64 * 1024;
 /// Default for `proto-max-bulk-len`.
 pub const DEFAULT_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 
+/// What a client that has not authenticated yet may send, as in Redis: enough for AUTH and
+/// HELLO, too little to make the server buffer much for a stranger.
+const UNAUTHENTICATED_MAX_ARGS: i64 = 10;
+const UNAUTHENTICATED_MAX_BULK_LEN: usize = 16 * 1024;
+
 /// A request that cannot be parsed; the connection is closed after the error is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
@@ -24,6 +29,8 @@ pub enum ParseError {
     TooBigMultibulkCount,
     TooBigBulkCount,
     UnbalancedQuotes,
+    UnauthenticatedMultibulkLength,
+    UnauthenticatedBulkLength,
 }
 
 impl fmt::Display for ParseError {
@@ -37,6 +44,10 @@ impl fmt::Display for ParseError {
             ParseError::TooBigMultibulkCount => f.write_str("too big mbulk count string"),
             ParseError::TooBigBulkCount => f.write_str("too big bulk count string"),
             ParseError::UnbalancedQuotes => f.write_str("unbalanced quotes in request"),
+            ParseError::UnauthenticatedMultibulkLength => {
+                f.write_str("unauthenticated multibulk length")
+            }
+            ParseError::UnauthenticatedBulkLength => f.write_str("unauthenticated bulk length"),
         }
     }
 }
@@ -52,6 +63,8 @@ pub struct RequestParser {
     /// The input length below which another attempt cannot make progress.
     need: usize,
     max_bulk_len: usize,
+    /// The client must authenticate first: its requests are held to Redis's small limits.
+    unauthenticated: bool,
 }
 
 impl Default for RequestParser {
@@ -68,6 +81,7 @@ impl RequestParser {
             inline: false,
             need: 0,
             max_bulk_len,
+            unauthenticated: false,
         }
     }
 
@@ -79,6 +93,11 @@ impl RequestParser {
 
     pub fn set_max_bulk_len(&mut self, max_bulk_len: usize) {
         self.max_bulk_len = max_bulk_len;
+    }
+
+    /// Holds requests to what a client that has not authenticated may send (or stops).
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     /// Parses the request at the start of `input`. Returns the number of bytes it occupies, or
@@ -138,6 +157,9 @@ impl RequestParser {
         if count > i32::MAX as i64 {
             return Err(ParseError::InvalidMultibulkLength);
         }
+        if self.unauthenticated && count > UNAUTHENTICATED_MAX_ARGS {
+            return Err(ParseError::UnauthenticatedMultibulkLength);
+        }
         for _ in 0..count.max(0) {
             if pos >= input.len() {
                 self.need = pos + 1;
@@ -154,6 +176,9 @@ impl RequestParser {
             let len = parse_int(len)
                 .filter(|&n| n >= 0 && n as u64 <= self.max_bulk_len as u64)
                 .ok_or(ParseError::InvalidBulkLength)? as usize;
+            if self.unauthenticated && len > UNAUTHENTICATED_MAX_BULK_LEN {
+                return Err(ParseError::UnauthenticatedBulkLength);
+            }
             let end = data + len + 2;
             if input.len() < end {
                 self.need = end;
@@ -496,6 +521,32 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn a_client_yet_to_authenticate_is_held_to_small_requests() {
+        let mut parser = RequestParser::default();
+        parser.set_unauthenticated(true);
+        let ten = b"*10\r\n"
+            .iter()
+            .chain(&b"$1\r\na\r\n".repeat(10))
+            .copied()
+            .collect::<Vec<_>>();
+        assert!(parser.parse(&ten).unwrap().is_some());
+        assert_eq!(
+            parser.parse(b"*11\r\n"),
+            Err(ParseError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            parser.parse(b"*1\r\n$16385\r\n"),
+            Err(ParseError::UnauthenticatedBulkLength)
+        );
+        parser.set_unauthenticated(false);
+        assert_eq!(
+            parser.parse(b"*1\r\n$16385\r\n"),
+            Ok(None),
+            "waits for the value"
+        );
     }
 
     #[test]

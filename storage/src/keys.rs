@@ -138,8 +138,10 @@ const BUCKET_BITS: u32 = 32;
 const RESTART_BITS: u32 = 3;
 const LAYOUT_BITS: u32 = 64 - SLOT_BITS - BUCKET_BITS - RESTART_BITS;
 /// After this many restarts of one slot, a scan that finds the slot's table reorganized
-/// again reads the rest of the slot in one call.
+/// again reads the whole slot in one call.
 const MOST_RESTARTS: u8 = (1 << RESTART_BITS) - 1;
+/// Buckets a call may walk per key of COUNT (Redis's dictScan visits ten times COUNT).
+const EMPTY_BUCKETS_PER_KEY: usize = 10;
 
 fn bits(value: u64, shift: u32, width: u32) -> u64 {
     value >> shift & ((1 << width) - 1)
@@ -183,7 +185,7 @@ impl From<ScanCursor> for u64 {
 /// A key present for the whole scan is returned at least once: entries stay in their buckets
 /// until the table reorganizes, and a cursor that finds its slot's table reorganized starts
 /// that slot over (keys may then come twice, as SCAN allows). After `MOST_RESTARTS` it reads
-/// the rest of the slot in one call instead, so a scan ends however busy the slot.
+/// the whole slot in one call instead, so a scan ends however busy the slot.
 pub fn scan_slots(
     store: &mut Store,
     db: usize,
@@ -209,15 +211,27 @@ pub fn scan_slots(
         let first = if moved { 0 } else { resume.bucket as usize };
         let whole = moved && resume.restarts == MOST_RESTARTS;
         let restarts = resume.restarts + (moved && !whole) as u8;
-        for (bucket, entry) in ks.slot_entries_from(slot, first, now) {
+        let resume_at = |bucket: usize| {
+            let bucket = u32::try_from(bucket).ok()?;
+            Some(ScanCursor {
+                slot,
+                bucket,
+                restarts,
+                layout,
+            })
+        };
+        // Empty buckets count too, a tenth as much as a key, so a sparse table (one that grew,
+        // then emptied: tables never shrink) is walked a part at a time as well.
+        let buckets = ks.slot_buckets(slot);
+        let end = if whole {
+            buckets
+        } else {
+            let walk = EMPTY_BUCKETS_PER_KEY.saturating_mul(opts.count - seen);
+            buckets.min(first.saturating_add(walk))
+        };
+        for (bucket, entry) in ks.slot_entries_in(slot, first..end, now) {
             if seen >= opts.count && !whole {
-                if let Ok(bucket) = u32::try_from(bucket) {
-                    let resume = ScanCursor {
-                        slot,
-                        bucket,
-                        restarts,
-                        layout,
-                    };
+                if let Some(resume) = resume_at(bucket) {
                     return (Some(resume), seen);
                 }
             }
@@ -232,6 +246,11 @@ pub fn scan_slots(
                 .is_none_or(|p| glob::matches(p, entry.key()));
             if type_ok && pattern_ok {
                 keys.push(entry.key().to_vec());
+            }
+        }
+        if end < buckets {
+            if let Some(resume) = resume_at(end) {
+                return (Some(resume), seen);
             }
         }
     }
@@ -640,16 +659,68 @@ mod tests {
         ] {
             assert_eq!(u64::from(ScanCursor::from(cursor)), cursor);
         }
+    }
+
+    fn options(count: usize) -> ScanOptions {
+        ScanOptions {
+            cursor: 0,
+            pattern: None,
+            count,
+            type_name: None,
+        }
+    }
+
+    #[test]
+    fn a_cursor_past_its_restarts_reads_its_slot_whole_and_any_other_is_harmless() {
         let mut store = Store::new(1);
         (0..100).for_each(|i| put(&mut store, &format!("{{tag}}:{i}")));
-        let opts = ScanOptions {
-            cursor: u64::MAX,
-            pattern: None,
-            count: 10,
-            type_name: None,
+        let slot = tessera_protocol::key_slot(b"{tag}");
+        // A cursor into the slot whose layout is stale and whose restarts are spent.
+        let spent = ScanCursor {
+            slot,
+            bucket: 1,
+            restarts: MOST_RESTARTS,
+            layout: bits(store.db(0).slot_layout(slot) as u64 + 1, 0, LAYOUT_BITS) as u16,
         };
+        let mut keys = Vec::new();
+        let (next, _) = scan_slots(
+            &mut store,
+            0,
+            slot..slot + 1,
+            spent,
+            &options(5),
+            0,
+            &mut keys,
+        );
+        assert_eq!((next, keys.len()), (None, 100));
+        // The largest number: the last slot, a bucket past its table's end.
         let from = ScanCursor::from(u64::MAX);
-        let slots = from.slot..SLOT_COUNT as u16;
-        scan_slots(&mut store, 0, slots, from, &opts, 0, &mut Vec::new());
+        let mut keys = Vec::new();
+        let (next, _) = scan_slots(
+            &mut store,
+            0,
+            from.slot..SLOT_COUNT as u16,
+            from,
+            &options(5),
+            0,
+            &mut keys,
+        );
+        assert_eq!((next, keys.len()), (None, 0));
+    }
+
+    #[test]
+    fn a_table_that_grew_and_emptied_is_walked_a_part_at_a_time() {
+        let mut store = Store::new(1);
+        (0..10_000).for_each(|i| put(&mut store, &format!("{{tag}}:{i}")));
+        (1..10_000).for_each(|i| {
+            store.db(0).remove(format!("{{tag}}:{i}").as_bytes(), 0);
+        });
+        let calls = scan_all(&mut store, 10, |_, _| {});
+        assert!(
+            calls.len() > 100,
+            "{} calls over thousands of empty buckets",
+            calls.len()
+        );
+        assert_eq!(found(&calls), HashSet::from([b"{tag}:0".to_vec()]));
     }
 }

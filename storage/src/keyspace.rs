@@ -500,15 +500,20 @@ impl Keyspace {
         self.slots[slot as usize].layout
     }
 
-    /// The live entries of one slot from bucket `from` on, each with its bucket.
-    pub fn slot_entries_from(
+    /// The buckets of a slot's table, full or empty.
+    pub fn slot_buckets(&self, slot: u16) -> usize {
+        self.slots[slot as usize].table.num_buckets()
+    }
+
+    /// The live entries in some buckets of one slot's table, each with its bucket.
+    pub fn slot_entries_in(
         &self,
         slot: u16,
-        from: usize,
+        buckets: std::ops::Range<usize>,
         now_ms: u64,
     ) -> impl Iterator<Item = (usize, &Entry)> {
         let table = &self.slots[slot as usize].table;
-        (from..table.num_buckets())
+        buckets
             .filter_map(move |bucket| table.get_bucket(bucket).map(|entry| (bucket, entry)))
             .filter(move |(_, entry)| !entry.is_expired(now_ms))
     }

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import redis
 
-from conftest import RawConn
+from conftest import RawConn, read_until_closed
 
 PASSWORD = "s3cret pass"
 NOAUTH = ("-", b"NOAUTH Authentication required.")
@@ -95,3 +95,21 @@ def test_config_get_shows_the_password_and_removing_it_unlocks(locked, wire, r):
     assert wire.call("PING") == ("+", b"PONG"), "no password: every connection may run commands"
     assert wire.call("AUTH", "x")[1].startswith(b"ERR AUTH <password> called without any password configured")
     assert wire.call("AUTH", "default", "anything") == ("+", b"OK")
+
+
+def test_before_auth_requests_are_held_to_small_sizes(locked):
+    def send(payload):
+        with locked.raw() as s:
+            s.sendall(payload)
+            return read_until_closed(s)
+
+    eleven = b"*11\r\n" + b"$1\r\na\r\n" * 11
+    assert send(eleven) == (b"-ERR Protocol error: unauthenticated multibulk length\r\n", True)
+    big = b"*2\r\n$3\r\nSET\r\n$16385\r\n" + b"x" * 16385 + b"\r\n"
+    assert send(big) == (b"-ERR Protocol error: unauthenticated bulk length\r\n", True)
+    conn = RawConn(locked.raw())
+    assert conn.call("GET", "x" * 16384) == NOAUTH, "16 KiB is still allowed"
+    assert conn.call("AUTH", PASSWORD) == ("+", b"OK")
+    assert conn.call("SET", "big", "x" * 100_000) == ("+", b"OK")
+    assert conn.call("DEL", *[f"k{i}" for i in range(20)]) == (":", 0)
+    conn.close()
