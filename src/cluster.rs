@@ -93,37 +93,33 @@ pub fn start(shared: &Arc<Shared>, config: &ClusterConfig) -> std::io::Result<No
             config.node_id
         )));
     }
-    let (bind, port, password, secret) = shared
-        .config
-        .read()
-        .map(|c| {
-            let secret = c.cluster_secret.clone();
-            (c.bind.clone(), c.port, c.requirepass.clone(), secret)
-        })
-        .unwrap_or_default();
-    let port = port
-        .checked_add(RAFT_PORT_OFFSET)
-        .ok_or_else(|| invalid(format!("port {port} leaves no room for the Raft port")))?;
+    let server = shared.config.read().map(|c| c.clone()).unwrap_or_default();
+    let port = server.port.checked_add(RAFT_PORT_OFFSET).ok_or_else(|| {
+        invalid(format!(
+            "port {} leaves no room for the Raft port",
+            server.port
+        ))
+    })?;
     let settings = Settings {
         me: config.node_id,
         members: config.members.clone(),
         partitions: config.partitions,
         replicas: config.replicas,
         bootstrap: config.bootstrap,
-        listen: format!("{bind}:{port}"),
+        listen: format!("{}:{port}", server.bind),
         durability: config.durability,
         dir: config.dir.clone(),
         core_of: (0..config.partitions)
             .map(|p| shared.owner(slots_of(p, config.partitions).start))
             .collect(),
-        secret,
+        secret: server.cluster_secret,
     };
     let applier = CoreApplier {
         shared: Arc::downgrade(shared),
         partitions: config.partitions,
     };
     let node = Node::start(settings, Arc::new(applier))?;
-    node.set_client_password(&password);
+    node.set_client_password(&server.requirepass);
     Ok(node)
 }
 

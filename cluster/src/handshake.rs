@@ -69,14 +69,14 @@ pub async fn dial(
         .map_err(|e| broken(e.to_string()))
 }
 
-/// Answers a dialling node as node `me`: returns its id once `admits(id)` agreed and it
-/// proved it knows `secret`.
-pub async fn accept(
+/// Answers a dialling node as node `me`: returns what `admits(id)` made of the id it gave,
+/// once it also proved it knows `secret`.
+pub async fn accept<T>(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     secret: &[u8],
     me: NodeId,
-    admits: impl FnOnce(NodeId) -> Result<(), String>,
-) -> Result<NodeId, String> {
+    admits: impl FnOnce(NodeId) -> Result<T, String>,
+) -> Result<T, String> {
     let mut magic = [0u8; MAGIC.len()];
     read_step(stream, &mut magic).await?;
     if &magic != MAGIC {
@@ -86,7 +86,7 @@ pub async fn accept(
     read_step(stream, &mut greeting).await?;
     let (id, their_nonce) = greeting.split_at(8);
     let id = NodeId::from_le_bytes(id.try_into().expect("8 bytes"));
-    admits(id)?;
+    let admitted = admits(id)?;
     let nonce = fresh_nonce()?;
     let mut answer = nonce.to_vec();
     answer.extend_from_slice(
@@ -100,7 +100,7 @@ pub async fn accept(
     proof(secret, b"dial", id, me, their_nonce, &nonce)
         .verify_slice(&their_proof)
         .map_err(|_| format!("node {id} does not know the cluster secret"))?;
-    Ok(id)
+    Ok(admitted)
 }
 
 async fn read_step(stream: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> Result<(), String> {
@@ -152,7 +152,7 @@ mod tests {
         let (dialer, acceptor) = (dialer.to_vec(), acceptor.to_vec());
         // A side that fails drops its end, which ends the other's wait.
         let dialled = tokio::spawn(async move { dial(&mut a, &dialer, 1, 2).await });
-        let accepted = tokio::spawn(async move { accept(&mut b, &acceptor, 2, |_| Ok(())).await });
+        let accepted = tokio::spawn(async move { accept(&mut b, &acceptor, 2, Ok).await });
         let (dialled, accepted) = (dialled.await.unwrap(), accepted.await.unwrap());
         (dialled, accepted)
     }
@@ -182,7 +182,7 @@ mod tests {
     async fn a_proof_from_another_connection_does_not_pass() {
         // A stranger replays what a real dialer sent, including its proof for another nonce.
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let acceptor = tokio::spawn(async move { accept(&mut b, b"secret", 2, |_| Ok(())).await });
+        let acceptor = tokio::spawn(async move { accept(&mut b, b"secret", 2, Ok).await });
         let mut greeting = MAGIC.to_vec();
         greeting.extend_from_slice(&1u64.to_le_bytes());
         greeting.extend_from_slice(&[7; NONCE]);
@@ -200,10 +200,10 @@ mod tests {
         a.write_all(b"GET / HTTP/1.1\r\n\r\nxxxxxxxxxxxxxx")
             .await
             .unwrap();
-        assert!(accept(&mut b, b"", 2, |_| Ok(())).await.is_err());
+        assert!(accept(&mut b, b"", 2, Ok).await.is_err());
         let (mut a, mut b) = tokio::io::duplex(1024);
         let acceptor = tokio::spawn(async move {
-            accept(&mut b, b"", 2, |id| {
+            accept(&mut b, b"", 2, |id| -> Result<NodeId, String> {
                 Err(format!("node {id} is not a member"))
             })
             .await

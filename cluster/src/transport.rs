@@ -224,13 +224,11 @@ impl Transport {
     /// Runs the handshake with a dialling node; returns the peer it proved to be.
     async fn greeted(&self, mut stream: TcpStream) -> Result<(Arc<Peer>, TcpStream), String> {
         let admits = |id: NodeId| match self.peer(id) {
-            Some(_) if id < self.me => Ok(()),
+            Some(peer) if id < self.me => Ok(peer),
             _ => Err(format!("node {id} is not a member that dials this node")),
         };
-        let id = handshake::accept(&mut stream, &self.secret, self.me, admits).await?;
-        let peer = self
-            .peer(id)
-            .ok_or_else(|| format!("node {id} left during the handshake"))?;
+        let peer = handshake::accept(&mut stream, &self.secret, self.me, admits).await?;
+        let id = peer.id;
         // One connection per peer: a second while the first works is an impostor or a
         // mistake, and must not take the link over. A peer that restarted finds its old
         // connection closed (or closing) on this side.
